@@ -1,0 +1,124 @@
+"""Function: the base of every differentiable op.
+
+A Function is made fresh for each call. ``forward(*arrays)`` computes the outputs on raw
+arrays and saves, as plain attributes, what ``backward`` will need. ``backward(*grads)``
+returns one gradient per input (None where ``self.needs_input_grad[i]`` is False).
+
+Two kinds of backward exist:
+
+* layer ops (conv, pool, norm, losses...) receive and return raw arrays: the clearest
+  way to write their gradient. They cannot be differentiated twice.
+* primitive tensor math sets ``backward_on_tensors = True``: its backward receives and
+  returns Tensors and is written with Tensor ops, so that with ``create_graph=True`` the
+  gradient is itself a graph (second derivatives, gradgradcheck).
+"""
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+from . import backend
+from .grad_mode import is_grad_enabled
+
+
+class Function:
+    backward_on_tensors = False
+
+    # Filled in by apply(); students can print them.
+    inputs: tuple = ()
+    outputs: tuple = ()
+    needs_input_grad: tuple = ()
+
+    def forward(self, *arrays):
+        raise NotImplementedError
+
+    def backward(self, *grad_outputs):
+        raise NotImplementedError(
+            f"{type(self).__name__} has no backward: it is not differentiable")
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def apply(self, *inputs):
+        """Run forward on the inputs' arrays; record this node when a gradient is wanted."""
+        from .tensor import Tensor, as_tensor_like
+
+        tensors = [x for x in inputs if isinstance(x, Tensor)]
+        if not tensors:
+            raise TypeError(f"{self.name}: expected at least one Tensor input")
+        first = tensors[0]
+        device = first.device
+        for t in tensors[1:]:
+            if t.device != device:
+                raise ValueError(
+                    f"{self.name}: expected all tensors on one device, got {device} and "
+                    f"{t.device}")
+        inputs = tuple(x if isinstance(x, Tensor) else as_tensor_like(x, first)
+                       for x in inputs)
+        outputs = self.forward(*(x.data for x in inputs))
+        single = not isinstance(outputs, tuple)
+        if single:
+            outputs = (outputs,)
+        record = is_grad_enabled() and any(x.requires_grad for x in inputs)
+        results = tuple(Tensor._wrap(y, requires_grad=record) for y in outputs)
+        if _anomaly_mode[0]:
+            _check_finite(self.name, "forward", [y.data for y in results])
+        if record:
+            self.inputs = inputs
+            self.needs_input_grad = tuple(x.requires_grad for x in inputs)
+            self.outputs = tuple(weakref.ref(y) for y in results)
+            for y in results:
+                y._ctx = self
+        return results[0] if single else results
+
+    def release(self) -> None:
+        """Drop everything saved for backward (called after backward unless retain_graph)."""
+        self.__dict__.clear()
+        self.released = True
+
+
+# detect_anomaly: a global flag checked after every forward and backward.
+_anomaly_mode = [False]
+
+
+def _check_finite(op: str, phase: str, arrays) -> None:
+    for a in arrays:
+        if a is None or not hasattr(a, "dtype") or a.dtype.kind not in "fc":
+            continue
+        xp = backend.get_array_module(a)
+        if not bool(xp.isfinite(a).all()):
+            raise FloatingPointError(f"detect_anomaly: {op} produced NaN or inf in {phase}")
+
+
+class detect_anomaly:
+    """Context manager: raise FloatingPointError naming the first op whose forward or
+    backward produced NaN/inf.
+
+    >>> with md.detect_anomaly():
+    ...     loss.backward()
+    """
+
+    def __enter__(self):
+        self._prev = _anomaly_mode[0]
+        _anomaly_mode[0] = True
+        return self
+
+    def __exit__(self, *exc):
+        _anomaly_mode[0] = self._prev
+        return False
+
+
+def unbroadcast_array(grad, shape):
+    """Sum ``grad`` over the axes that broadcasting added or stretched, down to ``shape``."""
+    if grad.shape == tuple(shape):
+        return grad
+    extra = grad.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(
+        i + extra for i, n in enumerate(shape) if n == 1 and grad.shape[i + extra] != 1)
+    grad = grad.sum(axis=axes, keepdims=True) if axes else grad
+    return grad.reshape(shape)
+
+
+__all__ = ["Function", "detect_anomaly", "unbroadcast_array", "np"]

@@ -1,0 +1,419 @@
+"""Elementwise math with NumPy broadcasting.
+
+forward   y = f(a, b) elementwise; a and b broadcast to a common shape.
+backward  ga = sum_to(gy * df/da, a.shape): a gradient of a broadcast operand is summed
+          over the axes broadcasting stretched, back to the operand's shape.
+
+Every backward here is written with Tensor ops, so gradients of gradients work.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import get_array_module
+from ..function import Function
+from ..tensor import Tensor, as_tensor_like
+
+
+def _pair(a, b):
+    """Make Tensors of a and b; a Python number takes the dtype of the other operand."""
+    if isinstance(a, Tensor) and not isinstance(b, Tensor):
+        b = as_tensor_like(b, a)
+    elif isinstance(b, Tensor) and not isinstance(a, Tensor):
+        a = as_tensor_like(a, b)
+    elif not isinstance(a, Tensor):
+        raise TypeError(f"expected a Tensor operand, got {type(a).__name__} and "
+                        f"{type(b).__name__}")
+    return a, b
+
+
+def _check_broadcast(op, a, b):
+    try:
+        np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast") from None
+
+
+def sum_to(g: Tensor, shape) -> Tensor:
+    """Sum a broadcast gradient back to ``shape`` (identity when shapes agree)."""
+    from .reduce import sum_to as _sum_to
+    return _sum_to(g, shape)
+
+
+class Add(Function):
+    backward_on_tensors = True
+
+    def forward(self, a, b):
+        return a + b
+
+    def backward(self, gy):
+        a, b = self.inputs
+        return (sum_to(gy, a.shape) if self.needs_input_grad[0] else None,
+                sum_to(gy, b.shape) if self.needs_input_grad[1] else None)
+
+
+class Sub(Function):
+    backward_on_tensors = True
+
+    def forward(self, a, b):
+        return a - b
+
+    def backward(self, gy):
+        a, b = self.inputs
+        return (sum_to(gy, a.shape) if self.needs_input_grad[0] else None,
+                sum_to(-gy, b.shape) if self.needs_input_grad[1] else None)
+
+
+class Mul(Function):
+    backward_on_tensors = True
+
+    def forward(self, a, b):
+        return a * b
+
+    def backward(self, gy):
+        a, b = self.inputs
+        return (sum_to(gy * b, a.shape) if self.needs_input_grad[0] else None,
+                sum_to(gy * a, b.shape) if self.needs_input_grad[1] else None)
+
+
+class Div(Function):
+    """y = a / b;  ga = gy / b,  gb = -gy * a / b^2."""
+    backward_on_tensors = True
+
+    def forward(self, a, b):
+        return a / b
+
+    def backward(self, gy):
+        a, b = self.inputs
+        return (sum_to(gy / b, a.shape) if self.needs_input_grad[0] else None,
+                sum_to(-gy * a / (b * b), b.shape) if self.needs_input_grad[1] else None)
+
+
+class Neg(Function):
+    backward_on_tensors = True
+
+    def forward(self, x):
+        return -x
+
+    def backward(self, gy):
+        return -gy
+
+
+class PowScalar(Function):
+    """y = x^c for a constant c;  gx = gy * c * x^(c-1)."""
+    backward_on_tensors = True
+
+    def __init__(self, exponent):
+        self.exponent = exponent
+
+    def forward(self, x):
+        return x ** self.exponent
+
+    def backward(self, gy):
+        x, = self.inputs
+        c = self.exponent
+        if c == 0:
+            return gy * 0
+        return gy * c * (x ** (c - 1) if c != 2 else x)
+
+
+class Pow(Function):
+    """y = a^b;  ga = gy * b * a^(b-1),  gb = gy * y * log(a)."""
+    backward_on_tensors = True
+
+    def forward(self, a, b):
+        return a ** b
+
+    def backward(self, gy):
+        a, b = self.inputs
+        ga = gb = None
+        if self.needs_input_grad[0]:
+            ga = sum_to(gy * b * a ** (b - 1), a.shape)
+        if self.needs_input_grad[1]:
+            gb = sum_to(gy * a ** b * log(a), b.shape)
+        return ga, gb
+
+
+class Exp(Function):
+    """y = e^x;  gx = gy * y."""
+    backward_on_tensors = True
+
+    def forward(self, x):
+        return get_array_module(x).exp(x)
+
+    def backward(self, gy):
+        return gy * self.outputs[0]()
+
+
+class Log(Function):
+    """y = ln x;  gx = gy / x."""
+    backward_on_tensors = True
+
+    def forward(self, x):
+        return get_array_module(x).log(x)
+
+    def backward(self, gy):
+        return gy / self.inputs[0]
+
+
+class Sqrt(Function):
+    """y = sqrt(x);  gx = gy / (2 y)."""
+    backward_on_tensors = True
+
+    def forward(self, x):
+        return get_array_module(x).sqrt(x)
+
+    def backward(self, gy):
+        return gy / (2 * self.outputs[0]())
+
+
+class Abs(Function):
+    """y = |x|;  gx = gy * sign(x) (0 at x = 0, as in PyTorch)."""
+    backward_on_tensors = True
+
+    def forward(self, x):
+        return get_array_module(x).abs(x)
+
+    def backward(self, gy):
+        return gy * sign(self.inputs[0])
+
+
+class Clamp(Function):
+    """y = min(max(x, lo), hi);  gx = gy where lo <= x <= hi, else 0."""
+    backward_on_tensors = True
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        y = x
+        if self.lo is not None:
+            y = xp.maximum(y, xp.asarray(self.lo, dtype=x.dtype))
+        if self.hi is not None:
+            y = xp.minimum(y, xp.asarray(self.hi, dtype=x.dtype))
+        return y
+
+    def backward(self, gy):
+        x = self.inputs[0].data
+        inside = get_array_module(x).ones(x.shape, dtype=bool)
+        if self.lo is not None:
+            inside = inside & (x >= self.lo)
+        if self.hi is not None:
+            inside = inside & (x <= self.hi)
+        return gy * Tensor._wrap(inside.astype(x.dtype))
+
+
+class Maximum(Function):
+    """y = max(a, b) elementwise; on ties the gradient is split in half (as PyTorch)."""
+    backward_on_tensors = True
+
+    def forward(self, a, b):
+        return get_array_module(a).maximum(a, b)
+
+    def backward(self, gy):
+        a, b = self.inputs
+        share_a = (a.data > b.data) + 0.5 * (a.data == b.data)
+        share_a = Tensor._wrap(share_a.astype(gy.dtype))
+        return (sum_to(gy * share_a, a.shape) if self.needs_input_grad[0] else None,
+                sum_to(gy * (1 - share_a), b.shape) if self.needs_input_grad[1] else None)
+
+
+class ReLU(Function):
+    """y = max(x, 0);  gx = gy * [x > 0]."""
+    backward_on_tensors = True
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        return xp.maximum(x, xp.zeros((), dtype=x.dtype))
+
+    def backward(self, gy):
+        x = self.inputs[0].data
+        return gy * Tensor._wrap((x > 0).astype(x.dtype))
+
+
+class Sigmoid(Function):
+    """y = 1 / (1 + e^-x), computed without overflow;  gx = gy * y * (1 - y)."""
+    backward_on_tensors = True
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        # e^-|x| never overflows; pick the form that divides by 1 + something small.
+        z = xp.exp(-xp.abs(x))
+        return xp.where(x >= 0, 1 / (1 + z), z / (1 + z)).astype(x.dtype, copy=False)
+
+    def backward(self, gy):
+        y = self.outputs[0]()
+        return gy * y * (1 - y)
+
+
+class Tanh(Function):
+    """y = tanh x;  gx = gy * (1 - y^2)."""
+    backward_on_tensors = True
+
+    def forward(self, x):
+        return get_array_module(x).tanh(x)
+
+    def backward(self, gy):
+        y = self.outputs[0]()
+        return gy * (1 - y * y)
+
+
+class Where(Function):
+    """y = a where cond else b;  ga = gy where cond, gb = gy elsewhere."""
+    backward_on_tensors = True
+
+    def __init__(self, cond):
+        self.cond = cond
+
+    def forward(self, a, b):
+        return get_array_module(a).where(self.cond, a, b)
+
+    def backward(self, gy):
+        a, b = self.inputs
+        zero = gy * 0
+        return (sum_to(where(self.cond, gy, zero), a.shape) if self.needs_input_grad[0]
+                else None,
+                sum_to(where(self.cond, zero, gy), b.shape) if self.needs_input_grad[1]
+                else None)
+
+
+# ---- public functions ----------------------------------------------------------------
+def add(a, b) -> Tensor:
+    a, b = _pair(a, b)
+    _check_broadcast("add", a, b)
+    return Add().apply(a, b)
+
+
+def sub(a, b) -> Tensor:
+    a, b = _pair(a, b)
+    _check_broadcast("sub", a, b)
+    return Sub().apply(a, b)
+
+
+def mul(a, b) -> Tensor:
+    a, b = _pair(a, b)
+    _check_broadcast("mul", a, b)
+    return Mul().apply(a, b)
+
+
+def div(a, b) -> Tensor:
+    a, b = _pair(a, b)
+    _check_broadcast("div", a, b)
+    if a.dtype.kind in "iub" and b.dtype.kind in "iub":   # true division, as in PyTorch
+        from .shape import cast
+        a = cast(a, np.dtype(np.float32))
+    return Div().apply(a, b)
+
+
+def neg(x: Tensor) -> Tensor:
+    return Neg().apply(x)
+
+
+def pow(a, b) -> Tensor:
+    if isinstance(a, Tensor) and not isinstance(b, Tensor):
+        if not isinstance(b, (int, float, np.number)):
+            raise TypeError(f"pow: exponent must be a number or Tensor, got {type(b).__name__}")
+        return PowScalar(b).apply(a)
+    a, b = _pair(a, b)
+    _check_broadcast("pow", a, b)
+    return Pow().apply(a, b)
+
+
+def exp(x: Tensor) -> Tensor:
+    return Exp().apply(x)
+
+
+def log(x: Tensor) -> Tensor:
+    return Log().apply(x)
+
+
+def sqrt(x: Tensor) -> Tensor:
+    return Sqrt().apply(x)
+
+
+def abs(x: Tensor) -> Tensor:
+    return Abs().apply(x)
+
+
+def sign(x: Tensor) -> Tensor:
+    """-1, 0 or 1 (a constant: no gradient flows through sign)."""
+    return Tensor._wrap(get_array_module(x.data).sign(x.data))
+
+
+def clamp(x: Tensor, min=None, max=None) -> Tensor:
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of min and max must be given")
+    if min is not None and max is not None and min > max:
+        raise ValueError(f"clamp: min must be <= max, got min={min}, max={max}")
+    return Clamp(min, max).apply(x)
+
+
+def maximum(a, b) -> Tensor:
+    a, b = _pair(a, b)
+    _check_broadcast("maximum", a, b)
+    return Maximum().apply(a, b)
+
+
+def minimum(a, b) -> Tensor:
+    a, b = _pair(a, b)
+    return -maximum(-a, -b)
+
+
+def relu(x: Tensor) -> Tensor:
+    return ReLU().apply(x)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    return Sigmoid().apply(x)
+
+
+def tanh(x: Tensor) -> Tensor:
+    return Tanh().apply(x)
+
+
+def where(condition, a, b) -> Tensor:
+    """Elementwise choice: ``a`` where ``condition`` is true, else ``b``."""
+    cond = condition.data if isinstance(condition, Tensor) else condition
+    ref = a if isinstance(a, Tensor) else b
+    if not isinstance(ref, Tensor):
+        raise TypeError("where: a or b must be a Tensor")
+    xp = get_array_module(ref.data)
+    cond = xp.asarray(cond)
+    if cond.dtype != bool:
+        raise TypeError(f"where: condition must be bool, got dtype {cond.dtype}")
+    a, b = _pair(a, b)
+    try:
+        np.broadcast_shapes(cond.shape, a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"where: shapes {cond.shape}, {a.shape} and {b.shape} do not "
+                         f"broadcast") from None
+    return Where(cond).apply(a, b)
+
+
+_COMPARE = {"eq": "equal", "ne": "not_equal", "lt": "less", "le": "less_equal",
+            "gt": "greater", "ge": "greater_equal", "and": "logical_and",
+            "or": "logical_or"}
+
+
+def compare(op: str, a, b) -> Tensor:
+    """Elementwise comparison; the result is a bool tensor outside the graph."""
+    a, b = _pair(a, b)
+    if a.device != b.device:
+        raise ValueError(f"{op}: expected both tensors on one device, got {a.device} and "
+                         f"{b.device}")
+    _check_broadcast(op, a, b)
+    xp = get_array_module(a.data)
+    return Tensor._wrap(getattr(xp, _COMPARE[op])(a.data, b.data))
+
+
+def logical_not(x: Tensor) -> Tensor:
+    return Tensor._wrap(get_array_module(x.data).logical_not(x.data))
+
+
+def isnan(x: Tensor) -> Tensor:
+    return Tensor._wrap(get_array_module(x.data).isnan(x.data))
+
+
+def isfinite(x: Tensor) -> Tensor:
+    return Tensor._wrap(get_array_module(x.data).isfinite(x.data))
