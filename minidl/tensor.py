@@ -430,9 +430,16 @@ def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capt
             gys = [g if g is not None else zeros(y.shape if y is not None else (),
                                                  dtype=fn_dtype(fn), device=fn.inputs[0].device)
                    for g, y in zip(gys, outputs)]
-            gxs = _call_backward(fn, gys, create_graph)
             if _anomaly_mode[0]:
+                # name the op whose backward failed, not the ops its backward is made of
+                _anomaly_mode[0] = False
+                try:
+                    gxs = _call_backward(fn, gys, create_graph)
+                finally:
+                    _anomaly_mode[0] = True
                 _check_finite(fn.name, "backward", [g.data for g in gxs if g is not None])
+            else:
+                gxs = _call_backward(fn, gys, create_graph)
             for x, gx in zip(fn.inputs, gxs):
                 if gx is None or not x.requires_grad:
                     continue
@@ -548,6 +555,8 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
     dtype = _parse_dtype(dtype)
     if isinstance(data, Tensor):
         data = data.data
+    if isinstance(data, np.generic):
+        data = np.asarray(data)       # a NumPy scalar keeps its dtype, like an array
     if hasattr(data, "__cuda_array_interface__") or isinstance(data, np.ndarray):
         array = data
         if device is None:

@@ -48,8 +48,12 @@ def assert_close(actual, expected, rtol: float = 1e-7, atol: float = 0.0,
                              a64.shape) if a64.ndim else ()
         raise AssertionError(
             f"{msg}not close: {int(bad.sum())} of {bad.size} elements differ; worst at "
-            f"index {tuple(int(i) for i in k)}: actual {a64[k]!r}, expected {e64[k]!r} "
+            f"index {tuple(int(i) for i in k)}: actual {_num(a64[k])}, expected {_num(e64[k])} "
             f"(rtol {rtol}, atol {atol})")
+
+
+def _num(v):
+    return repr(v.item()) if hasattr(v, "item") else repr(v)
 
 
 def device_params():

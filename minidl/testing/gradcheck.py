@@ -51,7 +51,8 @@ def _upstream(outputs, grad_output, seed):
         return tuple(g if isinstance(g, Tensor) else Tensor._wrap(
             get_array_module(o.data).asarray(g, dtype=o.dtype))
             for g, o in zip(gos, outputs))
-    rng = np.random.default_rng(seed)
+    # A stream of its own: seeded like md.manual_seed(seed), gy would equal the inputs.
+    rng = np.random.default_rng([seed, 0x6A09E667])
     result = []
     for o in outputs:
         xp = get_array_module(o.data)
@@ -98,7 +99,7 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
     pairs = [(o, g) for o, g in zip(outputs, gys) if o.requires_grad]
     analytic = autograd_grad([o for o, _ in pairs], [inputs[i] for i in wanted],
                              [g for _, g in pairs], allow_unused=True)
-    rng = np.random.default_rng(seed + 1)
+    rng = np.random.default_rng([seed, 0xBB67AE85])
     for i, ga in zip(wanted, analytic):
         x = inputs[i]
         xp = get_array_module(x.data)
@@ -132,10 +133,10 @@ def gradcheck(fn, inputs, eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1
         excess = np.abs(analytic_flat - numeric) - (atol + rtol * np.abs(numeric))
         if excess.size and (excess.max() > 0 or not np.isfinite(analytic_flat).all()):
             k = int(np.nanargmax(np.where(np.isfinite(excess), excess, np.inf)))
-            index = where[0] if where else np.unravel_index(k, x.shape)
+            index = where[0] if where else tuple(int(j) for j in np.unravel_index(k, x.shape))
             raise GradcheckError(
                 f"gradcheck: gradient of input {i} (shape {x.shape}) is wrong at index "
-                f"{index}: analytic {analytic_flat[k]!r}, numeric {numeric[k]!r} "
+                f"{index}: analytic {float(analytic_flat[k])!r}, numeric {float(numeric[k])!r} "
                 f"(atol {atol}, rtol {rtol})")
     return True
 

@@ -40,7 +40,7 @@ def arrays(draw, shape, dtype=np.float64, magnitude: float = 1.0, seed=None):
     if not isinstance(shape, tuple):
         shape = draw(shape)
     seed = draw(st.integers(0, 2**32 - 1)) if seed is None else seed
-    return (np.random.default_rng(seed).standard_normal(shape) * magnitude).astype(dtype)
+    return np.asarray(np.random.default_rng(seed).standard_normal(shape) * magnitude, dtype=dtype)
 
 
 @st.composite
