@@ -9,3 +9,5 @@ from .containers import ModuleDict, ModuleList, Sequential
 from .layers.misc import Flatten, Identity
 from .module import IncompatibleKeys, Module, RemovableHandle, StateDictError
 from .parameter import Parameter
+from . import functional, init
+from .layers.linear import Linear

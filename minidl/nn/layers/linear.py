@@ -1,0 +1,96 @@
+"""Linear: y = x W^T + b, the fully connected layer, and its function ``linear``."""
+from __future__ import annotations
+
+import math
+
+from ...backend import get_default_device
+from ...tensor import Tensor, empty, get_default_dtype
+from .. import init
+from ..module import Module
+from ..parameter import Parameter
+
+__all__ = ["Linear", "linear"]
+
+
+def linear(input: Tensor, weight: Tensor, bias: "Tensor | None" = None) -> Tensor:
+    """y = input @ weight.T + bias.
+
+    forward   input (*, in), weight (out, in), bias (out,) -> y (*, out)
+    backward  through matmul and add: g_input = gy @ W, g_W = gy^T x (summed over the
+              leading dims), g_b = gy summed over the leading dims. Built from primitive
+              tensor ops, so it can be differentiated twice.
+
+    Raises:
+        TypeError: input or weight is not a Tensor.
+        ValueError: input's last dim differs from weight's in_features, or bias is not
+            (out_features,).
+
+    >>> F.linear(md.randn(5, 4), md.randn(3, 4), md.zeros(3)).shape
+    (5, 3)
+    """
+    if not isinstance(input, Tensor) or not isinstance(weight, Tensor):
+        raise TypeError(f"linear: expected Tensors for input and weight, got "
+                        f"{type(input).__name__} and {type(weight).__name__}")
+    if weight.ndim != 2:
+        raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got "
+                         f"shape {weight.shape}")
+    if input.ndim < 1 or input.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: input has {input.shape[-1] if input.ndim else 0} "
+                         f"features (shape {input.shape}) but weight expects "
+                         f"{weight.shape[1]} (weight shape {weight.shape})")
+    y = input @ weight.T
+    if bias is not None:
+        if not isinstance(bias, Tensor) or bias.shape != (weight.shape[0],):
+            raise ValueError(f"linear: bias must have shape ({weight.shape[0]},), got "
+                             f"{getattr(bias, 'shape', type(bias).__name__)}")
+        y = y + bias
+    return y
+
+
+class Linear(Module):
+    """Fully connected layer: y = x W^T + b, W of shape (out_features, in_features).
+
+    Default init as in PyTorch: W ~ kaiming_uniform_(a=sqrt(5)), i.e.
+    U(-1/sqrt(in_features), 1/sqrt(in_features)), and b ~ U(-1/sqrt(in), 1/sqrt(in)).
+
+    Args:
+        in_features: size of each input sample's last dim.
+        out_features: size of each output sample's last dim.
+        bias: learn an additive bias (default True).
+        device, dtype: where and how the parameters are made (default device, float32).
+
+    >>> fc = nn.Linear(20, 30)
+    >>> fc(md.randn(128, 20)).shape
+    (128, 30)
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 device=None, dtype=None):
+        super().__init__()
+        for name, value in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"Linear: {name} must be a non-negative int, got {value!r}")
+        self.in_features, self.out_features = in_features, out_features
+        device = device if device is not None else get_default_device()
+        dtype = dtype if dtype is not None else get_default_dtype()
+        self.weight = Parameter(empty(out_features, in_features, dtype=dtype, device=device))
+        if bias:
+            self.bias = Parameter(empty(out_features, dtype=dtype, device=device))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """PyTorch's default init (see the class docstring)."""
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return linear(input, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")
