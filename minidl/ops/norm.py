@@ -1,0 +1,432 @@
+"""Normalisation layers: batch norm, layer norm, group norm and instance norm.
+
+All four standardise x over some axes, xhat = (x - mean) / sqrt(var + eps) with the biased
+variance, then apply a per-channel (or per-feature) affine map y = weight * xhat + bias.
+They differ only in the axes the statistics are taken over:
+
+    batch_norm     (N, C, *)  per channel, over the batch and every spatial position
+    layer_norm     (*, D...)  per sample, over the trailing ``normalized_shape`` dims
+    group_norm     (N, C, *)  per sample and group of C/G channels, over those and space
+    instance_norm  (N, C, *)  per sample and channel, over space (group_norm with G = C)
+
+Each backward is the closed form of the chain rule through mean and variance: for one
+group of n values normalised together,
+
+    gx = invstd * (g - mean(g) - xhat * mean(g * xhat)),   g = gy * weight,
+
+which costs a few passes over the data instead of a graph of small ops.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ..backend import get_array_module
+from ..function import Function
+from ..tensor import Tensor
+
+__all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm"]
+
+
+# ---- helpers shared by the four ops ---------------------------------------------------
+def _channel_sum(a, b=None):
+    """Per-channel sum of ``a`` (or of ``a * b``, without a temporary) over every axis but 1.
+
+    a, b (N, C, *) -> (C,)
+    """
+    N, C = a.shape[:2]
+    a3 = a.reshape(N, C, -1)
+    if b is None:
+        return a3.sum(axis=(0, 2))
+    return get_array_module(a).einsum("ncl,ncl->c", a3, b.reshape(N, C, -1))
+
+
+def _channel_view(v, ndim):
+    """(C,) -> (1, C, 1, ..., 1) so that it broadcasts against an (N, C, *) array."""
+    return v.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def _standardize_rows(x2, eps):
+    """Standardise each row of a 2-D array: xhat = (x - mean) / sqrt(var + eps).
+
+    x2 (R, M) -> xhat (R, M), invstd (R, 1); the variance is the biased one (divide by M).
+    """
+    xp = get_array_module(x2)
+    m = x2.shape[1]
+    xhat = x2 - x2.mean(axis=1, keepdims=True)
+    var = xp.einsum("rm,rm->r", xhat, xhat)[:, None] / m
+    invstd = 1 / xp.sqrt(var + eps)
+    xhat *= invstd
+    return xhat, invstd
+
+
+def _standardize_rows_backward(g2, xhat2, invstd):
+    """Gradient of the row standardisation: gx = invstd * (g - mean(g) - xhat * mean(g*xhat)).
+
+    g2, xhat2 (R, M), invstd (R, 1) -> gx (R, M).
+    """
+    xp = get_array_module(g2)
+    m = g2.shape[1]
+    mean_g = g2.mean(axis=1, keepdims=True)
+    mean_gx = xp.einsum("rm,rm->r", g2, xhat2)[:, None] / m
+    gx = xhat2 * -mean_gx
+    gx += g2
+    gx -= mean_g
+    gx *= invstd
+    return gx
+
+
+def _check_input(op, x, min_ndim):
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: input must be a Tensor, got {type(x).__name__}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: input must be a float tensor, got dtype {x.dtype}")
+    if x.ndim < min_ndim:
+        raise ValueError(f"{op}: expected input with at least {min_ndim} dimensions "
+                         f"(N, C, ...), got shape {x.shape}")
+
+
+def _check_param(op, name, p, shape, x):
+    """weight/bias/running stats: a Tensor of ``shape`` on x's device (None passes)."""
+    if p is None:
+        return
+    if not isinstance(p, Tensor):
+        raise TypeError(f"{op}: {name} must be a Tensor or None, got {type(p).__name__}")
+    if p.shape != tuple(shape):
+        raise ValueError(f"{op}: {name} must have shape {tuple(shape)}, got {p.shape}")
+    if p.device != x.device:
+        raise ValueError(f"{op}: {name} is on {p.device} but input is on {x.device}")
+    if p.dtype.kind != "f":
+        raise TypeError(f"{op}: {name} must be a float tensor, got dtype {p.dtype}")
+
+
+def _check_affine_dtype(op, x, weight, bias):
+    for name, p in (("weight", weight), ("bias", bias)):
+        if p is not None and p.dtype != x.dtype:
+            raise TypeError(f"{op}: {name} has dtype {p.dtype} but input has dtype "
+                            f"{x.dtype}; convert one of them")
+
+
+def _check_eps(op, eps):
+    if not isinstance(eps, numbers.Real) or isinstance(eps, bool) or not eps >= 0:
+        raise ValueError(f"{op}: eps must be a non-negative number, got {eps!r}")
+
+
+def _affine_args(weight, bias):
+    """The affine Tensors that are given, in order, for Function.apply."""
+    return tuple(p for p in (weight, bias) if p is not None)
+
+
+# ---- batch norm -----------------------------------------------------------------------
+class BatchNorm(Function):
+    """Batch normalisation over axis 1 (channels) of an (N, C, *) batch.
+
+    forward   x (N, C, *), weight (C,), bias (C,) -> y (N, C, *);  n = N * prod(*)
+              training:  mean_c, var_c = mean and biased variance of channel c over n values
+                         running_mean = (1 - m) running_mean + m mean_c
+                         running_var  = (1 - m) running_var  + m var_c * n / (n - 1)
+              eval:      mean_c, var_c = running_mean, running_var
+              xhat = (x - mean_c) / sqrt(var_c + eps),   y = weight_c * xhat + bias_c
+    backward  gbias_c = sum(gy),  gweight_c = sum(gy * xhat)   (sums over batch and space)
+              training:  gx = weight_c * invstd_c / n * (n gy - gbias_c - xhat * gweight_c)
+              eval:      gx = gy * weight_c * invstd_c   (the statistics are constants)
+    """
+
+    def __init__(self, training, momentum, eps, running_mean, running_var, has_weight,
+                 has_bias):
+        self.training, self.momentum, self.eps = training, momentum, eps
+        # Tensors updated in place; not inputs of the graph.
+        self.running_mean, self.running_var = running_mean, running_var
+        self.has_weight, self.has_bias = has_weight, has_bias
+
+    def forward(self, x, *params):
+        xp = get_array_module(x)
+        weight = params[0] if self.has_weight else None
+        bias = params[-1] if self.has_bias else None
+        axes = (0,) + tuple(range(2, x.ndim))
+        self.n = x.size // x.shape[1]
+        if self.training:
+            mean = x.mean(axis=axes, keepdims=True)
+            xhat = x - mean
+            var = _channel_sum(xhat, xhat) / self.n          # biased: what normalises x
+            self.invstd = _channel_view(1 / xp.sqrt(var + self.eps), x.ndim)
+            xhat *= self.invstd
+            if self.running_mean is not None:
+                self._update_running_stats(mean.reshape(-1), var)
+        else:
+            mean = _channel_view(self.running_mean.data.astype(x.dtype, copy=False), x.ndim)
+            var = self.running_var.data.astype(x.dtype, copy=False)
+            self.invstd = _channel_view(1 / xp.sqrt(var + self.eps), x.ndim)
+            xhat = x - mean
+            xhat *= self.invstd
+        self.xhat = xhat
+        self.weight = weight
+        if weight is None:
+            y = xhat.copy()     # the output must not alias the saved xhat
+        else:
+            y = xhat * _channel_view(weight, x.ndim)
+        if bias is not None:
+            y += _channel_view(bias, x.ndim)
+        return y
+
+    def _update_running_stats(self, mean, var):
+        m = self.momentum
+        unbiased = var * (self.n / (self.n - 1))
+        rm, rv = self.running_mean.data, self.running_var.data
+        rm[...] = (1 - m) * rm + m * mean.astype(rm.dtype, copy=False)
+        rv[...] = (1 - m) * rv + m * unbiased.astype(rv.dtype, copy=False)
+
+    def backward(self, gy):
+        xhat, invstd, n = self.xhat, self.invstd, self.n
+        grad_bias = _channel_sum(gy)
+        grad_weight = _channel_sum(gy, xhat)
+        gx = None
+        if self.needs_input_grad[0]:
+            scale = invstd if self.weight is None else \
+                invstd * _channel_view(self.weight, gy.ndim)
+            if self.training:
+                # gx = scale * (gy - mean(gy) - xhat * mean(gy * xhat)), in three passes
+                gx = xhat * _channel_view(grad_weight / -n, gy.ndim)
+                gx += gy
+                gx -= _channel_view(grad_bias / n, gy.ndim)
+                gx *= scale
+            else:
+                gx = gy * scale
+        grads = [gx]
+        if self.has_weight:
+            grads.append(grad_weight if self.needs_input_grad[1] else None)
+        if self.has_bias:
+            grads.append(grad_bias if self.needs_input_grad[-1] else None)
+        return tuple(grads)
+
+
+def batch_norm(input: Tensor, running_mean: "Tensor | None", running_var: "Tensor | None",
+               weight: "Tensor | None" = None, bias: "Tensor | None" = None,
+               training: bool = False, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Batch normalisation of an (N, C), (N, C, L) or (N, C, H, W) batch, as PyTorch's.
+
+    Args:
+        input: (N, C, *) float tensor.
+        running_mean, running_var: (C,) tensors updated in place when training (with the
+            unbiased batch variance), used instead of the batch statistics in eval; both
+            None means the batch statistics are always used (track_running_stats=False).
+        weight, bias: optional (C,) affine parameters (gamma, beta).
+        training: use (and record) batch statistics.
+        momentum: running = (1 - momentum) * running + momentum * batch_stat, in [0, 1].
+            (nn.BatchNorm passes 1/num_batches_tracked for a cumulative average.)
+        eps: added to the variance.
+    Returns:
+        A tensor of input's shape.
+    Raises:
+        ValueError: wrong ndim or parameter shape, momentum outside [0, 1], only one
+            running statistic given, or one value per channel while using batch stats.
+
+    >>> rm, rv = md.zeros(3), md.ones(3)
+    >>> y = F.batch_norm(md.randn(8, 3, 4, 4), rm, rv, training=True)
+    """
+    op = "batch_norm"
+    _check_input(op, input, 2)
+    C = input.shape[1]
+    if (running_mean is None) != (running_var is None):
+        raise ValueError(f"{op}: running_mean and running_var must both be Tensors or both "
+                         f"be None, got {type(running_mean).__name__} and "
+                         f"{type(running_var).__name__}")
+    for name, p in (("running_mean", running_mean), ("running_var", running_var),
+                    ("weight", weight), ("bias", bias)):
+        _check_param(op, name, p, (C,), input)
+    _check_affine_dtype(op, input, weight, bias)
+    if not isinstance(momentum, numbers.Real) or isinstance(momentum, bool) or \
+            not 0 <= momentum <= 1:
+        raise ValueError(f"{op}: momentum must be a float in [0, 1], got {momentum!r}")
+    _check_eps(op, eps)
+    use_batch_stats = bool(training) or running_mean is None
+    if use_batch_stats and input.numel() // max(C, 1) <= 1:
+        raise ValueError(f"{op}: expected more than 1 value per channel when training, got "
+                         f"input size {input.shape}")
+    fn = BatchNorm(use_batch_stats, float(momentum), float(eps), running_mean, running_var,
+                   weight is not None, bias is not None)
+    return fn.apply(input, *_affine_args(weight, bias))
+
+
+# ---- layer norm -----------------------------------------------------------------------
+class LayerNorm(Function):
+    """Layer normalisation over the last k dims (``normalized_shape``) of each sample.
+
+    forward   x (*, D1..Dk) -> y (*, D1..Dk);  R = prod(*), M = D1 * ... * Dk
+              xhat = (x - mean) / sqrt(var + eps) over the M trailing values of each row
+              y = weight * xhat + bias,  weight and bias (D1..Dk)
+    backward  gbias = sum over rows of gy;  gweight = sum over rows of gy * xhat
+              gx = invstd * (g - mean(g) - xhat * mean(g * xhat)),  g = gy * weight
+    """
+
+    def __init__(self, normalized_shape, eps, has_weight, has_bias):
+        self.normalized_shape, self.eps = normalized_shape, eps
+        self.has_weight, self.has_bias = has_weight, has_bias
+
+    def forward(self, x, *params):
+        weight = params[0] if self.has_weight else None
+        bias = params[-1] if self.has_bias else None
+        m = int(np.prod(self.normalized_shape))
+        xhat, self.invstd = _standardize_rows(x.reshape(-1, m), self.eps)
+        self.xhat = xhat.reshape(x.shape)
+        self.weight = weight
+        y = self.xhat.copy() if weight is None else self.xhat * weight
+        if bias is not None:
+            y += bias
+        return y
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        m = int(np.prod(self.normalized_shape))
+        gy2, xhat2 = gy.reshape(-1, m), self.xhat.reshape(-1, m)
+        grads = [None]
+        if self.needs_input_grad[0]:
+            g = gy if self.weight is None else gy * self.weight
+            grads[0] = _standardize_rows_backward(g.reshape(-1, m), xhat2,
+                                                  self.invstd).reshape(gy.shape)
+        if self.has_weight:
+            grads.append(xp.einsum("rm,rm->m", gy2, xhat2).reshape(self.normalized_shape)
+                         if self.needs_input_grad[1] else None)
+        if self.has_bias:
+            grads.append(gy2.sum(axis=0).reshape(self.normalized_shape)
+                         if self.needs_input_grad[-1] else None)
+        return tuple(grads)
+
+
+def layer_norm(input: Tensor, normalized_shape, weight: "Tensor | None" = None,
+               bias: "Tensor | None" = None, eps: float = 1e-5) -> Tensor:
+    """Layer normalisation over the trailing ``normalized_shape`` dims, as PyTorch's.
+
+    Args:
+        input: (*, D1, ..., Dk) float tensor.
+        normalized_shape: int or tuple (D1, ..., Dk), the last dims of input.
+        weight, bias: optional tensors of shape normalized_shape.
+        eps: added to the variance.
+    Returns:
+        A tensor of input's shape.
+    Raises:
+        ValueError: normalized_shape does not match the last dims of input, or a
+            parameter has the wrong shape.
+
+    >>> y = F.layer_norm(md.randn(4, 10), (10,), md.ones(10), md.zeros(10))
+    """
+    op = "layer_norm"
+    _check_input(op, input, 1)
+    shape = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else \
+        tuple(normalized_shape)
+    if not shape or any(not isinstance(d, numbers.Integral) or d < 1 for d in shape):
+        raise ValueError(f"{op}: normalized_shape must be a non-empty tuple of positive "
+                         f"ints, got {normalized_shape!r}")
+    shape = tuple(int(d) for d in shape)
+    if input.shape[input.ndim - len(shape):] != shape or len(shape) > input.ndim:
+        raise ValueError(f"{op}: normalized_shape {shape} must match the last dims of "
+                         f"input, got input shape {input.shape}")
+    for name, p in (("weight", weight), ("bias", bias)):
+        _check_param(op, name, p, shape, input)
+    _check_affine_dtype(op, input, weight, bias)
+    _check_eps(op, eps)
+    fn = LayerNorm(shape, float(eps), weight is not None, bias is not None)
+    return fn.apply(input, *_affine_args(weight, bias))
+
+
+# ---- group norm and instance norm -----------------------------------------------------
+class GroupNorm(Function):
+    """Group normalisation: each sample's C channels in G groups of C/G, normalised apart.
+
+    forward   x (N, C, *) -> y (N, C, *);  M = (C / G) * prod(*) values per (n, group)
+              xhat = (x - mean) / sqrt(var + eps) over the M values of each (n, group)
+              y = weight_c * xhat + bias_c,  weight and bias (C,)
+    backward  gbias_c = sum(gy),  gweight_c = sum(gy * xhat)   (over batch and space)
+              gx = invstd * (g - mean(g) - xhat * mean(g * xhat)),  g = gy * weight_c,
+              means over the M values of each (n, group)
+    """
+
+    def __init__(self, num_groups, eps, has_weight, has_bias):
+        self.num_groups, self.eps = num_groups, eps
+        self.has_weight, self.has_bias = has_weight, has_bias
+
+    def forward(self, x, *params):
+        weight = params[0] if self.has_weight else None
+        bias = params[-1] if self.has_bias else None
+        # The channels of a group are adjacent in memory, so (N * G, M) is a plain view.
+        rows = x.shape[0] * self.num_groups
+        xhat, self.invstd = _standardize_rows(x.reshape(rows, -1), self.eps)
+        self.xhat = xhat.reshape(x.shape)
+        self.weight = weight
+        y = self.xhat.copy() if weight is None else \
+            self.xhat * _channel_view(weight, x.ndim)
+        if bias is not None:
+            y += _channel_view(bias, x.ndim)
+        return y
+
+    def backward(self, gy):
+        rows = gy.shape[0] * self.num_groups
+        grads = [None]
+        if self.needs_input_grad[0]:
+            g = gy if self.weight is None else gy * _channel_view(self.weight, gy.ndim)
+            grads[0] = _standardize_rows_backward(
+                g.reshape(rows, -1), self.xhat.reshape(rows, -1),
+                self.invstd).reshape(gy.shape)
+        if self.has_weight:
+            grads.append(_channel_sum(gy, self.xhat) if self.needs_input_grad[1] else None)
+        if self.has_bias:
+            grads.append(_channel_sum(gy) if self.needs_input_grad[-1] else None)
+        return tuple(grads)
+
+
+def group_norm(input: Tensor, num_groups: int, weight: "Tensor | None" = None,
+               bias: "Tensor | None" = None, eps: float = 1e-5) -> Tensor:
+    """Group normalisation of an (N, C, *) batch, as PyTorch's.
+
+    Args:
+        input: (N, C, *) float tensor.
+        num_groups: G, a divisor of C.
+        weight, bias: optional (C,) affine parameters.
+        eps: added to the variance.
+    Returns:
+        A tensor of input's shape.
+    Raises:
+        ValueError: C is not divisible by num_groups, wrong ndim or parameter shape.
+
+    >>> y = F.group_norm(md.randn(2, 6, 4, 4), 3)
+    """
+    op = "group_norm"
+    _check_input(op, input, 2)
+    C = input.shape[1]
+    if not isinstance(num_groups, numbers.Integral) or isinstance(num_groups, bool) or \
+            num_groups < 1 or C % num_groups:
+        raise ValueError(f"{op}: num_groups must be a positive divisor of the {C} channels "
+                         f"of input, got {num_groups!r}")
+    for name, p in (("weight", weight), ("bias", bias)):
+        _check_param(op, name, p, (C,), input)
+    _check_affine_dtype(op, input, weight, bias)
+    _check_eps(op, eps)
+    fn = GroupNorm(int(num_groups), float(eps), weight is not None, bias is not None)
+    return fn.apply(input, *_affine_args(weight, bias))
+
+
+def instance_norm(input: Tensor, weight: "Tensor | None" = None,
+                  bias: "Tensor | None" = None, eps: float = 1e-5) -> Tensor:
+    """Instance normalisation: each (sample, channel) over its spatial positions.
+
+    The same as ``group_norm(input, C, weight, bias, eps)``; as PyTorch's instance_norm
+    with input statistics (no running statistics).
+
+    Args:
+        input: (N, C, *) float tensor with more than one spatial position.
+        weight, bias: optional (C,) affine parameters.
+        eps: added to the variance.
+    Returns:
+        A tensor of input's shape.
+    Raises:
+        ValueError: fewer than 3 dims, or a single spatial position.
+
+    >>> y = F.instance_norm(md.randn(2, 3, 8, 8))
+    """
+    op = "instance_norm"
+    _check_input(op, input, 3)
+    if int(np.prod(input.shape[2:])) <= 1:
+        raise ValueError(f"{op}: expected more than 1 spatial element, got input size "
+                         f"{input.shape}")
+    return group_norm(input, input.shape[1], weight, bias, eps)
