@@ -171,7 +171,7 @@ class Module:
         params = self.__dict__.get("_parameters")
         if isinstance(value, Parameter):
             self._check_ready("parameters")
-            self._forget(name)
+            self._forget(name, keep="_parameters")
             self.register_parameter(name, value)
         elif params is not None and name in params:
             if value is not None:
@@ -180,7 +180,7 @@ class Module:
             params[name] = None
         elif isinstance(value, Module):
             self._check_ready("child modules")
-            self._forget(name)
+            self._forget(name, keep="_modules")
             self._modules[name] = value
         elif name in self.__dict__.get("_modules", {}):
             if value is not None:
@@ -195,11 +195,14 @@ class Module:
         else:
             object.__setattr__(self, name, value)
 
-    def _forget(self, name: str) -> None:
-        """Remove ``name`` from every place it may live before it is registered anew."""
+    def _forget(self, name: str, keep: str) -> None:
+        """Remove ``name`` from the places other than ``keep`` where it may live, before it
+        is registered anew (in ``keep`` it is replaced where it stands, keeping the order
+        of the state dict)."""
         self.__dict__.pop(name, None)
         for store in ("_parameters", "_buffers", "_modules"):
-            self.__dict__[store].pop(name, None)
+            if store != keep:
+                self.__dict__[store].pop(name, None)
         self._non_persistent_buffers.discard(name)
 
     def __getattr__(self, name: str):
