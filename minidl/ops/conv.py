@@ -1,0 +1,553 @@
+"""Convolution as im2col + GEMM: conv2d and conv_transpose2d, forward and backward.
+
+A convolution is a matrix product in disguise. ``im2col`` copies every receptive field of
+the input into one column of a matrix, so that conv2d becomes one GEMM per group,
+
+    cols (C*kh*kw, N*OH*OW),  W (O, C*kh*kw)   ->   y = W @ cols   (O, N*OH*OW),
+
+with the whole batch folded into the columns: BLAS sees one large product instead of N
+small ones. The backward pass is two more GEMMs,
+
+    gW = gy @ cols^T        gcols = W^T @ gy,
+
+and ``col2im``, the adjoint of im2col, which adds every column of gcols back onto the
+pixels it was copied from. conv_transpose2d is the same three pieces in the other order:
+its forward is conv2d's input gradient, its backward is conv2d's forward and weight
+gradient.
+
+Memory layout (the main speed trick): im2col writes a contiguous (C, kh, kw, N, OH, OW)
+buffer, channel axis first, so the (C*kh*kw, N*OH*OW) GEMM operand is a free reshape,
+each group's rows are one contiguous block, and every copy of a kernel offset writes
+whole contiguous rows. The GEMM result (O, N*OH*OW) is transposed to NCHW once, with the
+bias added in the same pass.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..backend import get_array_module
+from ..function import Function
+from ..tensor import Tensor
+
+__all__ = ["im2col", "col2im", "conv2d", "conv_transpose2d", "Conv2d", "ConvTranspose2d"]
+
+
+# ---- argument normalisation (shared with pool.py) ------------------------------------
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _pair(value, name: str = "value", op: str = "conv2d") -> tuple:
+    """(a, b) from an int or a sequence of two ints."""
+    if _is_int(value):
+        return int(value), int(value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(map(_is_int, value)):
+        return int(value[0]), int(value[1])
+    raise TypeError(f"{op}: {name} must be an int or a pair of ints, got {value!r}")
+
+
+def _positive_pair(value, name: str, op: str) -> tuple:
+    pair = _pair(value, name, op)
+    if min(pair) < 1:
+        raise ValueError(f"{op}: {name} must be positive, got {value!r}")
+    return pair
+
+
+def _nonnegative_pair(value, name: str, op: str) -> tuple:
+    pair = _pair(value, name, op)
+    if min(pair) < 0:
+        raise ValueError(f"{op}: {name} must be non-negative, got {value!r}")
+    return pair
+
+
+def _padding_pairs(padding) -> tuple:
+    """((top, bottom), (left, right)) from an int, a pair (ph, pw) or such a pair of pairs.
+
+    Internal: bottom/right may be negative (conv_transpose2d's backward uses that to drop
+    the rows its output_padding added).
+    """
+    if _is_int(padding):
+        return (int(padding),) * 2, (int(padding),) * 2
+    ph, pw = padding
+    ph = (int(ph), int(ph)) if _is_int(ph) else (int(ph[0]), int(ph[1]))
+    pw = (int(pw), int(pw)) if _is_int(pw) else (int(pw[0]), int(pw[1]))
+    return ph, pw
+
+
+def _check_tensor(x, name: str, op: str, layout: str = "(N, C, H, W)") -> None:
+    """A float Tensor of 4 dimensions; otherwise a TypeError/ValueError saying what came."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: {name} must be a minidl Tensor, got {type(x).__name__}")
+    if x.ndim != 4:
+        raise ValueError(f"{op}: expected a 4-D {name} {layout}, got a {x.ndim}-D {name} "
+                         f"of shape {x.shape}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{op}: {name} must be a float tensor, got dtype {x.dtype}")
+
+
+def _output_size(size: int, kernel: int, stride: int, pad_total: int, dilation: int) -> int:
+    """floor((H + pad_top + pad_bottom - d*(k-1) - 1) / s) + 1, as PyTorch."""
+    return (size + pad_total - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _window_range(offset: int, stride: int, out_size: int, in_size: int) -> tuple:
+    """The outputs i whose input coordinate i*stride + offset lies inside [0, in_size).
+
+    Returns (i0, i1, start): outputs i0 <= i < i1 read real pixels, starting at input
+    coordinate ``start``; the others read padding. This is what lets im2col and col2im
+    work without a padded copy of the input.
+    """
+    i0 = min(max(0, -(offset // stride)), out_size)          # ceil(-offset / stride)
+    i1 = max(min(out_size, -((offset - in_size) // stride)), i0)
+    return i0, i1, i0 * stride + offset
+
+
+def _strided(start: int, count: int, stride: int) -> slice:
+    return slice(start, start + stride * (count - 1) + 1, stride)
+
+
+# ---- im2col / col2im -------------------------------------------------------------------
+def im2col(x, kernel_size, stride=1, padding=0, dilation=1, fill=0.0):
+    """Every receptive field of x as a column: x (N, C, H, W) -> cols (N, C, kh, kw, OH, OW).
+
+    cols[n, c, p, q, i, j] = xpad[n, c, i*sh + p*dh, j*sw + q*dw], where xpad is x padded
+    with ``fill`` (0 for convolution, -inf for max pooling), and
+    OH = floor((H + pad_top + pad_bottom - dh*(kh-1) - 1) / sh) + 1 (OW likewise).
+
+    The result is a transposed view of a contiguous (C, kh, kw, N, OH, OW) buffer, so
+    ``cols.transpose(1, 2, 3, 0, 4, 5).reshape(C*kh*kw, N*OH*OW)`` is conv2d's GEMM
+    operand without a copy.
+
+    Args:
+        x: a NumPy or CuPy array (N, C, H, W).
+        kernel_size, stride, dilation: int or (h, w).
+        padding: int, (ph, pw), or ((top, bottom), (left, right)).
+        fill: the value of the padding cells.
+    Returns:
+        cols as described, same dtype and array module as x.
+
+    >>> im2col(np.arange(16.).reshape(1, 1, 4, 4), 3).shape
+    (1, 1, 3, 3, 2, 2)
+    """
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    kh, kw = _pair(kernel_size, "kernel_size", "im2col")
+    sh, sw = _pair(stride, "stride", "im2col")
+    dh, dw = _pair(dilation, "dilation", "im2col")
+    (pt, pb), (pl, pr) = _padding_pairs(padding)
+    OH = _output_size(H, kh, sh, pt + pb, dh)
+    OW = _output_size(W, kw, sw, pl + pr, dw)
+    cols = xp.empty((C, kh, kw, N, OH, OW), dtype=x.dtype)
+    x_cn = x.transpose(1, 0, 2, 3)            # (C, N, H, W) view, in the buffer's order
+    # One strided copy per kernel offset (kh*kw of them): no loop over pixels or samples.
+    for p in range(kh):
+        i0, i1, h0 = _window_range(p * dh - pt, sh, OH, H)
+        for q in range(kw):
+            j0, j1, w0 = _window_range(q * dw - pl, sw, OW, W)
+            dst = cols[:, p, q]
+            if i1 > i0 and j1 > j0:
+                dst[:, :, i0:i1, j0:j1] = x_cn[:, :, _strided(h0, i1 - i0, sh),
+                                               _strided(w0, j1 - j0, sw)]
+            # Only the border strips that fall in the padding get ``fill``: filling the
+            # whole buffer first would write it twice.
+            dst[:, :, :i0] = fill
+            dst[:, :, i1:] = fill
+            dst[:, :, i0:i1, :j0] = fill
+            dst[:, :, i0:i1, j1:] = fill
+    return cols.transpose(3, 0, 1, 2, 4, 5)
+
+
+def col2im(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1):
+    """The adjoint of im2col: add every column back onto the pixels it came from.
+
+    cols (N, C, kh, kw, OH, OW) -> x (N, C, H, W) with
+    x[n, c, h, w] = sum of cols[n, c, p, q, i, j] over h = i*sh + p*dh - pad_top,
+    w = j*sw + q*dw - pad_left; entries that land in the padding are dropped.
+    OH and OW are read from cols, so only the top/left padding matters.
+
+    Args:
+        cols: array as returned by im2col (fastest when its memory is (C, kh, kw, N, ...)).
+        x_shape: (N, C, H, W) of the result.
+        kernel_size, stride, padding, dilation: as for im2col.
+    Returns:
+        a new contiguous array of shape x_shape.
+
+    >>> x = np.ones((1, 1, 3, 3)); col2im(im2col(x, 2), x.shape, 2)[0, 0]
+    array([[1., 2., 1.], [2., 4., 2.], [1., 2., 1.]])
+    """
+    xp = get_array_module(cols)
+    N, C, H, W = x_shape
+    kh, kw = _pair(kernel_size, "kernel_size", "col2im")
+    sh, sw = _pair(stride, "stride", "col2im")
+    dh, dw = _pair(dilation, "dilation", "col2im")
+    (pt, _), (pl, _) = _padding_pairs(padding)
+    OH, OW = cols.shape[4:]
+    x = xp.zeros((N, C, H, W), dtype=cols.dtype)
+    x_cn = x.transpose(1, 0, 2, 3)
+    cols_c = cols.transpose(1, 2, 3, 0, 4, 5)  # (C, kh, kw, N, OH, OW): contiguous from GEMM
+    # kh*kw strided slice-adds. Within one offset the target pixels are distinct, so a
+    # plain += is exact (np.add.at is only needed when an index can repeat).
+    for p in range(kh):
+        i0, i1, h0 = _window_range(p * dh - pt, sh, OH, H)
+        if i1 == i0:
+            continue
+        for q in range(kw):
+            j0, j1, w0 = _window_range(q * dw - pl, sw, OW, W)
+            if j1 == j0:
+                continue
+            x_cn[:, :, _strided(h0, i1 - i0, sh), _strided(w0, j1 - j0, sw)] += \
+                cols_c[:, p, q, :, i0:i1, j0:j1]
+    return x
+
+
+# ---- GEMM layout helpers ---------------------------------------------------------------
+def _nchw_to_rows(a, groups: int):
+    """(N, C, H, W) -> contiguous (groups, C/groups, N*H*W): channels as GEMM rows."""
+    xp = get_array_module(a)
+    N, C, H, W = a.shape
+    rows = xp.empty((C, N, H, W), dtype=a.dtype)
+    rows[...] = a.transpose(1, 0, 2, 3)
+    return rows.reshape(groups, C // groups, N * H * W)
+
+
+def _rows_to_nchw(rows, N: int, H: int, W: int, bias=None):
+    """(groups, C/groups, N*H*W) -> contiguous (N, C, H, W), adding ``bias`` (C,) in the
+    same pass: the bias costs no extra sweep over the output."""
+    xp = get_array_module(rows)
+    C = rows.shape[0] * rows.shape[1]
+    src = rows.reshape(C, N, H, W).transpose(1, 0, 2, 3)
+    out = xp.empty((N, C, H, W), dtype=rows.dtype)
+    if bias is None:
+        out[...] = src
+    else:
+        xp.add(src, bias.reshape(1, C, 1, 1), out=out)
+    return out
+
+
+# ---- conv2d ----------------------------------------------------------------------------
+class Conv2d(Function):
+    """2-D cross-correlation of an NCHW batch with groups, as one GEMM per group.
+
+    forward   x (N, C, H, W), W (O, C/G, kh, kw), b (O,) -> y (N, O, OH, OW),
+              OH = floor((H + pt + pb - dh*(kh-1) - 1) / sh) + 1 (OW likewise);
+              y[n, o, i, j] = b[o] + sum_{c in group(o), p, q}
+                              W[o, c, p, q] * xpad[n, c, i*sh + p*dh, j*sw + q*dw].
+              As matrices, per group g: y_g (O/G, N*OH*OW) = W_g (O/G, C/G*kh*kw) @ cols_g.
+    backward  gW_g = gy_g @ cols_g^T;  gcols_g = W_g^T @ gy_g, gx = col2im(gcols);
+              gb[o] = sum_{n, i, j} gy[n, o, i, j].
+
+    Saved for backward: ``cols`` (G, C/G*kh*kw, N*OH*OW), or ``x`` on the 1x1 path;
+    ``weight``; ``x_shape``.
+    """
+
+    def __init__(self, stride, padding, dilation, groups):
+        self.stride = stride          # (sh, sw)
+        self.padding = padding        # ((top, bottom), (left, right))
+        self.dilation = dilation      # (dh, dw)
+        self.groups = groups
+
+    def _is_pointwise(self, weight) -> bool:
+        # A 1x1 kernel without padding reads each (strided) pixel once: x itself is the
+        # GEMM operand and im2col would only copy it.
+        return weight.shape[2:] == (1, 1) and self.padding == ((0, 0), (0, 0))
+
+    def forward(self, x, weight, bias=None):
+        xp = get_array_module(x)
+        G = self.groups
+        O, Cg, kh, kw = weight.shape
+        self.weight, self.x_shape = weight, x.shape
+        if self._is_pointwise(weight):
+            sh, sw = self.stride
+            if (sh, sw) != (1, 1):
+                x = xp.ascontiguousarray(x[:, :, ::sh, ::sw])
+            N, C, OH, OW = x.shape
+            # Per-sample GEMMs straight on NCHW: (G, O/G, C/G) @ (N, G, C/G, OH*OW) needs no
+            # transposed copy of x or of y.
+            self.x = x
+            y = xp.matmul(weight.reshape(G, O // G, Cg), x.reshape(N, G, Cg, OH * OW))
+            y = y.reshape(N, O, OH, OW)
+            if bias is not None:
+                y += bias.reshape(1, O, 1, 1)
+            return y
+        cols = im2col(x, (kh, kw), self.stride, self.padding, self.dilation)
+        N, C, _, _, OH, OW = cols.shape
+        # The channel-first buffer makes this reshape free: (G, C/G*kh*kw, N*OH*OW).
+        cols = cols.transpose(1, 2, 3, 0, 4, 5).reshape(G, Cg * kh * kw, N * OH * OW)
+        self.cols = cols
+        y = xp.matmul(weight.reshape(G, O // G, Cg * kh * kw), cols)
+        return _rows_to_nchw(y, N, OH, OW, bias)
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        G = self.groups
+        O, Cg, kh, kw = self.weight.shape
+        N, _, OH, OW = gy.shape
+        wants_x, wants_w = self.needs_input_grad[:2]
+        wants_b = len(self.needs_input_grad) == 3 and self.needs_input_grad[2]
+        gx = gw = gb = None
+        if self._is_pointwise(self.weight):
+            gx, gw = self._backward_pointwise(xp, gy, wants_x, wants_w)
+            gb = gy.sum(axis=(0, 2, 3)) if wants_b else None
+            return (gx, gw, gb) if len(self.needs_input_grad) == 3 else (gx, gw)
+        gy_rows = _nchw_to_rows(gy, G)                     # (G, O/G, N*OH*OW)
+        if wants_b:
+            gb = gy_rows.sum(axis=2).reshape(O)
+        if wants_w:
+            # gW^T = cols @ gy^T: with the long N*OH*OW axis as the shared (inner) dimension
+            # in this orientation OpenBLAS ran fastest (see benchmarks/bench_ops.py).
+            gw = xp.matmul(self.cols, gy_rows.transpose(0, 2, 1))    # (G, C/G*kh*kw, O/G)
+            gw = gw.transpose(0, 2, 1).reshape(O, Cg, kh, kw)
+        self.cols = None   # the largest buffer: free it before gcols is allocated
+        if wants_x:
+            w_rows = self.weight.reshape(G, O // G, Cg * kh * kw)
+            gcols = xp.matmul(w_rows.transpose(0, 2, 1), gy_rows)  # (G, C/G*kh*kw, N*OH*OW)
+            del gy_rows
+            C = G * Cg
+            gcols = gcols.reshape(C, kh, kw, N, OH, OW).transpose(3, 0, 1, 2, 4, 5)
+            gx = col2im(gcols, self.x_shape, (kh, kw), self.stride, self.padding,
+                        self.dilation)
+        return (gx, gw, gb) if len(self.needs_input_grad) == 3 else (gx, gw)
+
+    def _backward_pointwise(self, xp, gy, wants_x, wants_w):
+        G = self.groups
+        O, Cg = self.weight.shape[:2]
+        x = self.x
+        N, C, OH, OW = x.shape
+        gy4 = gy.reshape(N, G, O // G, OH * OW)
+        gx = gw = None
+        if wants_w:
+            # sum_n gy[n] @ x[n]^T: a batched GEMM, then a sum over the (short) batch axis.
+            gw = xp.matmul(gy4, x.reshape(N, G, Cg, OH * OW).transpose(0, 1, 3, 2))
+            gw = gw.sum(axis=0).reshape(O, Cg, 1, 1)
+        if wants_x:
+            w3 = self.weight.reshape(G, O // G, Cg)
+            gxs = xp.matmul(w3.transpose(0, 2, 1), gy4).reshape(N, C, OH, OW)
+            if gxs.shape == self.x_shape:
+                gx = gxs
+            else:   # strided 1x1: the skipped pixels get no gradient
+                gx = xp.zeros(self.x_shape, dtype=gy.dtype)
+                sh, sw = self.stride
+                gx[:, :, ::sh, ::sw] = gxs
+        return gx, gw
+
+
+# ---- conv_transpose2d ------------------------------------------------------------------
+class ConvTranspose2d(Function):
+    """Transposed convolution: the input gradient of conv2d, used as a layer.
+
+    forward   x (N, Cin, H, W), W (Cin, Cout/G, kh, kw), b (Cout,) -> y (N, Cout, OH, OW),
+              OH = (H - 1)*sh - 2*ph + dh*(kh-1) + oph + 1 (OW likewise);
+              every input pixel scatters W[c] scaled by x[n, c, i, j] onto the output
+              window at (i*sh - ph, j*sw - pw):  per group g,
+              cols_g = W_g^T @ x_g (Cout/G*kh*kw, N*H*W),  y = col2im(cols) + b.
+    backward  cols = im2col(gy) (the conv2d view of the same windows);
+              gx_g = W_g @ cols_g,  gW_g = x_g @ cols_g^T,  gb = sum of gy over (N, OH, OW).
+
+    Saved for backward: ``x_rows`` (G, Cin/G, N*H*W), ``weight``, ``x_shape``.
+    """
+
+    def __init__(self, stride, padding, output_padding, dilation, groups):
+        self.stride = stride                  # (sh, sw)
+        self.padding = padding                # (ph, pw)
+        self.output_padding = output_padding  # (oph, opw)
+        self.dilation = dilation              # (dh, dw)
+        self.groups = groups
+
+    def output_shape(self, x_shape, w_shape) -> tuple:
+        N, _, H, W = x_shape
+        _, coutg, kh, kw = w_shape
+        (sh, sw), (ph, pw), (oph, opw), (dh, dw) = (self.stride, self.padding,
+                                                    self.output_padding, self.dilation)
+        return (N, coutg * self.groups, (H - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1,
+                (W - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1)
+
+    def forward(self, x, weight, bias=None):
+        xp = get_array_module(x)
+        G = self.groups
+        cin, coutg, kh, kw = weight.shape
+        N, _, H, W = x.shape
+        x_rows = _nchw_to_rows(x, G)                                  # (G, Cin/G, N*H*W)
+        w_rows = weight.reshape(G, cin // G, coutg * kh * kw)
+        cols = xp.matmul(w_rows.transpose(0, 2, 1), x_rows)      # (G, Cout/G*kh*kw, N*H*W)
+        cols = cols.reshape(G * coutg, kh, kw, N, H, W).transpose(3, 0, 1, 2, 4, 5)
+        y_shape = self.output_shape(x.shape, weight.shape)
+        y = col2im(cols, y_shape, (kh, kw), self.stride, self.padding, self.dilation)
+        del cols
+        if bias is not None:
+            y += bias.reshape(1, -1, 1, 1)
+        self.x_rows, self.weight, self.x_shape = x_rows, weight, x.shape
+        return y
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        G = self.groups
+        cin, coutg, kh, kw = self.weight.shape
+        N, _, H, W = self.x_shape
+        (ph, pw), (oph, opw) = self.padding, self.output_padding
+        # The bottom/right padding ph - oph drops the rows output_padding added, so that
+        # im2col yields exactly H x W windows.
+        cols = im2col(gy, (kh, kw), self.stride, ((ph, ph - oph), (pw, pw - opw)),
+                      self.dilation)
+        cols = cols.transpose(1, 2, 3, 0, 4, 5).reshape(G, coutg * kh * kw, N * H * W)
+        gx = gw = gb = None
+        if self.needs_input_grad[1]:
+            gw = xp.matmul(self.x_rows, cols.transpose(0, 2, 1)).reshape(self.weight.shape)
+        self.x_rows = None
+        if self.needs_input_grad[0]:
+            w_rows = self.weight.reshape(G, cin // G, coutg * kh * kw)
+            gx = _rows_to_nchw(xp.matmul(w_rows, cols), N, H, W)
+        if len(self.needs_input_grad) == 3:
+            gb = gy.sum(axis=(0, 2, 3)) if self.needs_input_grad[2] else None
+            return gx, gw, gb
+        return gx, gw
+
+
+# ---- public functions ------------------------------------------------------------------
+def _check_conv_args(op, input, weight, bias, groups, w_layout):
+    _check_tensor(input, "input", op)
+    _check_tensor(weight, "weight", op, w_layout)
+    if weight.dtype != input.dtype:
+        raise TypeError(f"{op}: input dtype {input.dtype} and weight dtype {weight.dtype} "
+                        f"differ")
+    if not _is_int(groups) or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+    if bias is not None:
+        if not isinstance(bias, Tensor):
+            raise TypeError(f"{op}: bias must be a minidl Tensor or None, got "
+                            f"{type(bias).__name__}")
+        if bias.dtype != input.dtype:
+            raise TypeError(f"{op}: bias dtype {bias.dtype} differs from input dtype "
+                            f"{input.dtype}")
+
+
+def _same_padding(kernel, dilation) -> tuple:
+    # PyTorch: total d*(k-1), the odd extra cell on the bottom/right.
+    pads = []
+    for k, d in zip(kernel, dilation):
+        total = d * (k - 1)
+        pads.append((total // 2, total - total // 2))
+    return tuple(pads)
+
+
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+           dilation=1, groups: int = 1) -> Tensor:
+    """2-D convolution (cross-correlation) of an NCHW batch, as torch.nn.functional.conv2d.
+
+    Args:
+        input: (N, C, H, W) float tensor.
+        weight: (O, C/groups, kh, kw), same dtype and device.
+        bias: (O,) or None.
+        stride, dilation: positive int or (h, w).
+        padding: non-negative int, (ph, pw), 'valid' (no padding) or 'same' (output size =
+            input size; stride 1 only; an odd total puts the extra cell bottom/right).
+        groups: splits channels into groups convolved separately (groups = C: depthwise).
+    Returns:
+        (N, O, OH, OW) with OH = floor((H + 2*ph - dh*(kh-1) - 1) / sh) + 1 (OW likewise).
+    Raises:
+        TypeError for non-float or mismatched dtypes, ValueError for wrong shapes,
+        channels, groups, padding, stride or dilation, or a kernel larger than the padded
+        input.
+
+    >>> x, w = md.randn(2, 3, 8, 8), md.randn(4, 3, 3, 3)
+    >>> conv2d(x, w, padding=1).shape
+    (2, 4, 8, 8)
+    """
+    op = "conv2d"
+    _check_conv_args(op, input, weight, bias, groups, "(out_channels, in_channels/groups, kh, "
+                                                      "kw)")
+    stride = _positive_pair(stride, "stride", op)
+    dilation = _positive_pair(dilation, "dilation", op)
+    N, C, H, W = input.shape
+    O, Cg, kh, kw = weight.shape
+    if C % groups:
+        raise ValueError(f"{op}: groups={groups} must divide the input channels, got {C} "
+                         f"channels")
+    if C != Cg * groups:
+        extra = f", groups={groups}" if groups != 1 else ""
+        raise ValueError(f"{op}: input has {C} channels but weight expects {Cg * groups} "
+                         f"(weight shape {weight.shape}{extra})")
+    if O % groups:
+        raise ValueError(f"{op}: groups={groups} must divide the output channels, got "
+                         f"{O} (weight shape {weight.shape})")
+    if bias is not None and bias.shape != (O,):
+        raise ValueError(f"{op}: bias must have shape ({O},) for weight shape "
+                         f"{weight.shape}, got {bias.shape}")
+    if isinstance(padding, str):
+        if padding == "valid":
+            pads = ((0, 0), (0, 0))
+        elif padding == "same":
+            if stride != (1, 1):
+                raise ValueError(f"{op}: padding='same' needs stride 1, got stride {stride}")
+            pads = _same_padding((kh, kw), dilation)
+        else:
+            raise ValueError(f"{op}: padding must be an int, a pair, 'same' or 'valid', got "
+                             f"{padding!r}")
+    else:
+        ph, pw = _nonnegative_pair(padding, "padding", op)
+        pads = ((ph, ph), (pw, pw))
+    eff = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
+    padded = (H + sum(pads[0]), W + sum(pads[1]))
+    if eff[0] > padded[0] or eff[1] > padded[1]:
+        raise ValueError(f"{op}: kernel size {(kh, kw)} (dilated to {eff}) is larger than "
+                         f"the padded input {padded} (input {(H, W)}, padding {padding!r})")
+    fn = Conv2d(stride, pads, dilation, groups)
+    return fn.apply(input, weight) if bias is None else fn.apply(input, weight, bias)
+
+
+def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1,
+                     padding=0, output_padding=0, groups: int = 1, dilation=1) -> Tensor:
+    """Transposed 2-D convolution, as torch.nn.functional.conv_transpose2d.
+
+    The input gradient of conv2d(., weight) used as a layer: it maps an (H, W) map to the
+    larger map a conv2d with the same arguments would have shrunk to (H, W).
+
+    Args:
+        input: (N, Cin, H, W) float tensor.
+        weight: (Cin, Cout/groups, kh, kw), same dtype and device.
+        bias: (Cout,) or None.
+        stride, dilation: positive int or (h, w).
+        padding: non-negative int or (ph, pw): removed from each side of the output.
+        output_padding: int or (h, w), smaller than stride or dilation: extra rows/columns
+            on the bottom/right, to pick among the sizes a strided conv2d maps to (H, W).
+        groups: as in conv2d.
+    Returns:
+        (N, Cout, OH, OW), OH = (H - 1)*sh - 2*ph + dh*(kh-1) + oph + 1 (OW likewise).
+    Raises:
+        TypeError / ValueError as conv2d, and for a bad output_padding or an empty output.
+
+    >>> x, w = md.randn(1, 4, 5, 5), md.randn(4, 2, 3, 3)
+    >>> conv_transpose2d(x, w, stride=2, padding=1, output_padding=1).shape
+    (1, 2, 10, 10)
+    """
+    op = "conv_transpose2d"
+    _check_conv_args(op, input, weight, bias, groups, "(in_channels, out_channels/groups, "
+                                                      "kh, kw)")
+    stride = _positive_pair(stride, "stride", op)
+    dilation = _positive_pair(dilation, "dilation", op)
+    if isinstance(padding, str):
+        raise ValueError(f"{op}: padding must be an int or a pair of ints, got {padding!r}")
+    padding = _nonnegative_pair(padding, "padding", op)
+    output_padding = _nonnegative_pair(output_padding, "output_padding", op)
+    N, C, H, W = input.shape
+    cin, coutg, kh, kw = weight.shape
+    if C % groups:
+        raise ValueError(f"{op}: groups={groups} must divide the input channels, got {C} "
+                         f"channels")
+    if C != cin:
+        raise ValueError(f"{op}: input has {C} channels but weight expects {cin} "
+                         f"(weight shape {weight.shape})")
+    for o, s, d, axis in zip(output_padding, stride, dilation, ("height", "width")):
+        if o >= max(s, d):
+            raise ValueError(f"{op}: output_padding must be smaller than stride or dilation, "
+                             f"got output_padding {output_padding}, stride {stride}, "
+                             f"dilation {dilation} ({axis})")
+    if bias is not None and bias.shape != (coutg * groups,):
+        raise ValueError(f"{op}: bias must have shape ({coutg * groups},) for weight shape "
+                         f"{weight.shape} and groups={groups}, got {bias.shape}")
+    fn = ConvTranspose2d(stride, padding, output_padding, dilation, groups)
+    out_shape = fn.output_shape(input.shape, weight.shape)
+    if min(out_shape[2:]) < 1:
+        raise ValueError(f"{op}: the output would be empty: input {(H, W)}, kernel "
+                         f"{(kh, kw)}, stride {stride}, padding {padding}, dilation "
+                         f"{dilation} give {out_shape[2:]}")
+    return fn.apply(input, weight) if bias is None else fn.apply(input, weight, bias)
