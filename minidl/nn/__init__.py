@@ -5,9 +5,14 @@
 >>> net(md.randn(5, 4)).shape
 (5, 2)
 """
+from . import functional, init
 from .containers import ModuleDict, ModuleList, Sequential
+from .layers.activation import (GELU, Hardtanh, LeakyReLU, LogSoftmax, ReLU, ReLU6, SiLU,
+                                Sigmoid, Softmax, Tanh)
+from .layers.conv import Conv2d, ConvTranspose2d
+from .layers.dropout import DropPath, Dropout, Dropout2d
+from .layers.linear import Linear
 from .layers.misc import Flatten, Identity
+from .layers.normalization import BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm2d, LayerNorm
 from .module import IncompatibleKeys, Module, RemovableHandle, StateDictError
 from .parameter import Parameter
-from . import functional, init
-from .layers.linear import Linear
