@@ -106,6 +106,28 @@ def _strided(start: int, count: int, stride: int) -> slice:
     return slice(start, start + stride * (count - 1) + 1, stride)
 
 
+def _pad_channels_first(x, pads, fill):
+    """x (N, C, H, W) as (C, N, H + pt + pb, W + pl + pr), padded with ``fill``.
+
+    Channel-first like the im2col buffer, so each of the kh*kw copies reads and writes
+    in the same order. A negative bottom/right padding crops. Without padding this is a
+    transposed view, not a copy.
+    """
+    xp = get_array_module(x)
+    (pt, pb), (pl, pr) = pads
+    N, C, H, W = x.shape
+    x_cn = x.transpose(1, 0, 2, 3)[:, :, :H + min(pb, 0), :W + min(pr, 0)]
+    if pt == pl == 0 and pb <= 0 and pr <= 0:
+        return x_cn
+    pb, pr = max(pb, 0), max(pr, 0)
+    # Filling the whole buffer first costs one extra sweep but is far cheaper than
+    # filling the left/right border columns (one element per row) separately.
+    xpad = xp.full((C, N, pt + x_cn.shape[2] + pb, pl + x_cn.shape[3] + pr), fill,
+                   dtype=x.dtype)
+    xpad[:, :, pt:pt + x_cn.shape[2], pl:pl + x_cn.shape[3]] = x_cn
+    return xpad
+
+
 # ---- im2col / col2im -------------------------------------------------------------------
 def im2col(x, kernel_size, stride=1, padding=0, dilation=1, fill=0.0):
     """Every receptive field of x as a column: x (N, C, H, W) -> cols (N, C, kh, kw, OH, OW).
@@ -134,26 +156,15 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1, fill=0.0):
     kh, kw = _pair(kernel_size, "kernel_size", "im2col")
     sh, sw = _pair(stride, "stride", "im2col")
     dh, dw = _pair(dilation, "dilation", "im2col")
-    (pt, pb), (pl, pr) = _padding_pairs(padding)
-    OH = _output_size(H, kh, sh, pt + pb, dh)
-    OW = _output_size(W, kw, sw, pl + pr, dw)
+    pads = _padding_pairs(padding)
+    OH = _output_size(H, kh, sh, sum(pads[0]), dh)
+    OW = _output_size(W, kw, sw, sum(pads[1]), dw)
+    xpad = _pad_channels_first(x, pads, fill)        # (C, N, H + pt + pb, W + pl + pr)
     cols = xp.empty((C, kh, kw, N, OH, OW), dtype=x.dtype)
-    x_cn = x.transpose(1, 0, 2, 3)            # (C, N, H, W) view, in the buffer's order
     # One strided copy per kernel offset (kh*kw of them): no loop over pixels or samples.
     for p in range(kh):
-        i0, i1, h0 = _window_range(p * dh - pt, sh, OH, H)
         for q in range(kw):
-            j0, j1, w0 = _window_range(q * dw - pl, sw, OW, W)
-            dst = cols[:, p, q]
-            if i1 > i0 and j1 > j0:
-                dst[:, :, i0:i1, j0:j1] = x_cn[:, :, _strided(h0, i1 - i0, sh),
-                                               _strided(w0, j1 - j0, sw)]
-            # Only the border strips that fall in the padding get ``fill``: filling the
-            # whole buffer first would write it twice.
-            dst[:, :, :i0] = fill
-            dst[:, :, i1:] = fill
-            dst[:, :, i0:i1, :j0] = fill
-            dst[:, :, i0:i1, j1:] = fill
+            cols[:, p, q] = xpad[:, :, _strided(p * dh, OH, sh), _strided(q * dw, OW, sw)]
     return cols.transpose(3, 0, 1, 2, 4, 5)
 
 
