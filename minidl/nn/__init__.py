@@ -12,7 +12,10 @@ from .layers.activation import (GELU, Hardtanh, LeakyReLU, LogSoftmax, ReLU, ReL
 from .layers.conv import Conv2d, ConvTranspose2d
 from .layers.dropout import DropPath, Dropout, Dropout2d
 from .layers.linear import Linear
+from .layers.loss import BCEWithLogitsLoss, CrossEntropyLoss, L1Loss, MSELoss, NLLLoss
 from .layers.misc import Flatten, Identity
 from .layers.normalization import BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm2d, LayerNorm
+from .layers.pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, MaxPool2d
+from .layers.resize import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
 from .module import IncompatibleKeys, Module, RemovableHandle, StateDictError
 from .parameter import Parameter
