@@ -3,11 +3,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import zipfile
 from collections import OrderedDict
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import minidl as md
 from minidl import optim
@@ -299,3 +303,60 @@ def test_unsupported_objects_are_named_by_place(tmp_path):
     with pytest.raises(TypeError, match="dtype object"):
         save({"a": np.array([None, 1], dtype=object)}, tmp_path / "x.npz")
     assert os.listdir(tmp_path) == []
+
+
+@settings(max_examples=15, deadline=None)
+@given(arrays=st.lists(hnp.arrays(
+    dtype=st.sampled_from([np.float16, np.float32, np.float64, np.int8, np.int32, np.int64,
+                           np.uint16, np.bool_, np.complex64]),
+    shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)), max_size=4),
+    names=st.lists(st.text(max_size=6), min_size=4, max_size=4, unique=True))
+def test_random_arrays_round_trip_bit_exact(arrays, names):
+    obj = {name: a for name, a in zip(names, arrays)}
+    obj["as_tensors"] = [md.tensor(a) for a in arrays if a.dtype != np.float16]
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "r.npz")
+        save(obj, path)
+        _assert_same(obj, load(path))
+
+
+def test_resuming_a_model_from_a_checkpoint_is_exact(tmp_path):
+    from minidl import nn
+
+    def make():
+        md.manual_seed(1)
+        model = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True,
+                        weight_decay=1e-3)
+        return model, opt, optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)
+
+    rng = np.random.default_rng(0)
+    batches = [(md.tensor(rng.standard_normal((6, 3)).astype(np.float32)),
+                md.tensor(rng.standard_normal((6, 2)).astype(np.float32))) for _ in range(6)]
+
+    def train(model, opt, sched, part):
+        for x, y in part:
+            opt.zero_grad()
+            r = model(x) - y
+            (r * r).mean().backward()
+            opt.step()
+            sched.step()
+
+    model, opt, sched = make()
+    train(model, opt, sched, batches)
+    straight = model.state_dict()
+
+    model, opt, sched = make()
+    train(model, opt, sched, batches[:3])
+    save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+          "scheduler": sched.state_dict(), "step": 3}, tmp_path / "mid.npz")
+    model, opt, sched = make()
+    ckpt = load(tmp_path / "mid.npz")
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    sched.load_state_dict(ckpt["scheduler"])
+    train(model, opt, sched, batches[ckpt["step"]:])
+    resumed = model.state_dict()
+    assert list(straight) == list(resumed)
+    for key in straight:
+        assert np.array_equal(straight[key].numpy(), resumed[key].numpy()), key

@@ -3,6 +3,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import minidl as md
 from minidl import optim
@@ -440,3 +442,34 @@ def test_no_float64_temporaries_for_float32_params(opt_cls, kwargs):
         p.grad = md.Tensor._wrap(np.full((3, 2), 0.5, np.float32).view(_Float32Only))
         opt.step()
     assert p.dtype == np.float32
+
+
+@settings(max_examples=12, deadline=None)
+@given(data=st.data())
+def test_random_options_match_torch(data):
+    torch = pytest.importorskip("torch")
+    name = data.draw(st.sampled_from(["SGD", "Adam", "AdamW", "RMSprop"]), label="optimizer")
+    rate = st.floats(0.0, 0.5)
+    frac = st.floats(0.0, 0.99)
+    kwargs = dict(lr=data.draw(st.floats(1e-4, 0.3), label="lr"),
+                  weight_decay=data.draw(rate, label="weight_decay"),
+                  maximize=data.draw(st.booleans(), label="maximize"))
+    if name == "SGD":
+        nesterov = data.draw(st.booleans(), label="nesterov")
+        kwargs.update(momentum=data.draw(st.floats(0.01, 0.99) if nesterov else frac),
+                      dampening=0.0 if nesterov else data.draw(frac, label="dampening"),
+                      nesterov=nesterov)
+    elif name in ("Adam", "AdamW"):
+        kwargs.update(betas=(data.draw(frac, label="beta1"), data.draw(frac, label="beta2")),
+                      eps=data.draw(st.floats(1e-8, 1e-2), label="eps"),
+                      amsgrad=data.draw(st.booleans(), label="amsgrad"))
+    else:
+        kwargs.update(alpha=data.draw(frac, label="alpha"), momentum=data.draw(frac),
+                      eps=data.draw(st.floats(1e-8, 1e-2), label="eps"),
+                      centered=data.draw(st.booleans(), label="centered"))
+    grads, ours, _ = _minidl_run(getattr(optim, name), kwargs, "cpu")
+    theirs = _torch_run(torch, name, kwargs, grads)
+    for step, (a, e) in enumerate(zip(ours, theirs)):
+        for i in range(2):
+            assert_close(a[i], e[i], rtol=1e-9, atol=1e-10,
+                         msg=f"{name} {kwargs} step {step} param {i}: ")
