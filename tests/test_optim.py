@@ -473,3 +473,14 @@ def test_random_options_match_torch(data):
         for i in range(2):
             assert_close(a[i], e[i], rtol=1e-9, atol=1e-10,
                          msg=f"{name} {kwargs} step {step} param {i}: ")
+
+
+def test_zero_grad_of_a_create_graph_gradient_keeps_its_graph(device):
+    p = _scalar(device, 2.0)
+    (p * p * p).sum().backward(create_graph=True)       # grad 3 p^2 = 12, with a graph
+    graph_grad = p.grad
+    optim.SGD([p], lr=0.1).zero_grad(set_to_none=False)
+    assert p.grad.item() == 0.0 and p.grad.grad_fn is None
+    assert graph_grad.item() == 12.0
+    graph_grad.sum().backward()                          # d(3 p^2)/dp = 6 p = 12
+    assert p.grad.item() == 12.0

@@ -153,9 +153,11 @@ class Optimizer:
                     continue
                 if set_to_none:
                     p.grad = None
+                elif p.grad.grad_fn is not None:
+                    # A create_graph gradient: fresh zeros, so its graph keeps its arrays.
+                    xp = backend.get_array_module(p.grad.data)
+                    p.grad = Tensor._wrap(xp.zeros_like(p.grad.data))
                 else:
-                    if p.grad.grad_fn is not None:  # a create_graph gradient: cut it loose
-                        p.grad = p.grad.detach()
                     p.grad.data[...] = 0
 
     def step(self, closure=None):
