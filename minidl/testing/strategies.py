@@ -54,7 +54,7 @@ def distinct_arrays(draw, shape, dtype=np.float64, gap: float = 1e-2, magnitude:
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     n = int(np.prod(shape))
-    values = (np.arange(n) - (n - 1) / 2) * gap + gap / 2  # 0 is never hit
+    values = (np.arange(n) - n // 2 + 0.5) * gap  # half-integer multiples: 0 is never hit
     values = values * max(1.0, magnitude / max(n * gap, 1e-12))
     return rng.permutation(values).reshape(shape).astype(dtype)
 
