@@ -1,1 +1,1 @@
-"""(filled in by its issue)"""
+"""Slow, obvious loop implementations for reading and for testing the fast ops."""

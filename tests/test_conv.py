@@ -1,0 +1,352 @@
+"""conv2d, conv_transpose2d, im2col/col2im: gradients, loop references, PyTorch, errors."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import minidl as md
+from minidl.ops.conv import col2im, conv2d, conv_transpose2d, im2col
+from minidl.reference import conv as ref
+from minidl.testing import assert_close, gradcheck
+from minidl.testing import strategies as mst
+
+
+def rand(shape, seed, dtype=np.float64):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def leaf(array, device):
+    return md.tensor(array, device=device, requires_grad=True)
+
+
+def run_conv(device, x, w, b, gy, **kwargs):
+    """Forward and backward of minidl's conv2d on NumPy data; returns NumPy arrays."""
+    X, Wt = leaf(x, device), leaf(w, device)
+    B = None if b is None else leaf(b, device)
+    y = conv2d(X, Wt, B, **kwargs)
+    y.backward(md.tensor(gy, device=device))
+    return y.numpy(), X.grad.numpy(), Wt.grad.numpy(), None if b is None else B.grad.numpy()
+
+
+@st.composite
+def conv_case(draw, **kwargs):
+    p = draw(mst.conv_params(**kwargs))
+    seed = draw(st.integers(0, 2**16))
+    p["bias"] = draw(st.booleans())
+    p["seed"] = seed
+    return p
+
+
+def conv_kwargs(p):
+    return dict(stride=p["stride"], padding=p["padding"], dilation=p["dilation"],
+                groups=p["groups"])
+
+
+# ---- gradients -------------------------------------------------------------------------
+@settings(max_examples=12)
+@given(p=conv_case(max_channels=3, max_size=6))
+def test_conv2d_gradcheck_drawn(device, p):
+    x = leaf(rand(p["x_shape"], p["seed"]), device)
+    w = leaf(rand(p["w_shape"], p["seed"] + 1), device)
+    inputs = [x, w]
+    if p["bias"]:
+        inputs.append(leaf(rand(p["w_shape"][0], p["seed"] + 2), device))
+    gradcheck(lambda *t: conv2d(*t, **conv_kwargs(p)), inputs)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    ((2, 3, 5, 6), (4, 3, 1, 1), {}),                                   # 1x1 fast path
+    ((1, 4, 7, 5), (6, 2, 1, 1), dict(stride=2, groups=2)),             # strided 1x1, groups
+    ((2, 3, 6, 5), (3, 1, 3, 3), dict(padding=1, groups=3)),            # depthwise
+    ((1, 2, 5, 5), (4, 1, 3, 2), dict(padding="same", groups=2, dilation=(1, 2))),
+    ((1, 2, 6, 7), (2, 2, 4, 2), dict(padding="same")),                 # even kernel
+    ((1, 2, 7, 7), (3, 2, 2, 2), dict(stride=3)),                       # stride > kernel
+    ((1, 2, 8, 7), (2, 2, 3, 3), dict(dilation=2, padding=(2, 1))),
+    ((2, 2, 5, 5), (2, 2, 3, 3), dict(padding="valid", stride=(1, 2))),
+])
+def test_conv2d_gradcheck_cases(device, x_shape, w_shape, kwargs):
+    x, w = leaf(rand(x_shape, 0), device), leaf(rand(w_shape, 1), device)
+    b = leaf(rand(w_shape[0], 2), device)
+    gradcheck(lambda *t: conv2d(*t, **kwargs), [x, w, b])
+
+
+@st.composite
+def conv_transpose_case(draw):
+    groups = draw(st.integers(1, 2))
+    cin = groups * draw(st.integers(1, 2))
+    coutg = draw(st.integers(1, 2))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    oph = draw(st.integers(0, max(sh, dh) - 1))
+    opw = draw(st.integers(0, max(sw, dw) - 1))
+    h, w = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    out_h = (h - 1) * sh - 2 * ph + dh * (kh - 1) + oph + 1
+    out_w = (w - 1) * sw - 2 * pw + dw * (kw - 1) + opw + 1
+    if out_h < 1 or out_w < 1:
+        ph = pw = 0
+    return dict(x_shape=(draw(st.integers(1, 2)), cin, h, w),
+                w_shape=(cin, coutg, kh, kw), stride=(sh, sw), padding=(ph, pw),
+                output_padding=(oph, opw), dilation=(dh, dw), groups=groups,
+                bias=draw(st.booleans()), seed=draw(st.integers(0, 2**16)))
+
+
+def transpose_kwargs(p):
+    return dict(stride=p["stride"], padding=p["padding"], output_padding=p["output_padding"],
+                groups=p["groups"], dilation=p["dilation"])
+
+
+@settings(max_examples=12)
+@given(p=conv_transpose_case())
+def test_conv_transpose2d_gradcheck_drawn(device, p):
+    x = leaf(rand(p["x_shape"], p["seed"]), device)
+    w = leaf(rand(p["w_shape"], p["seed"] + 1), device)
+    inputs = [x, w]
+    if p["bias"]:
+        inputs.append(leaf(rand(p["w_shape"][1] * p["groups"], p["seed"] + 2), device))
+    gradcheck(lambda *t: conv_transpose2d(*t, **transpose_kwargs(p)), inputs)
+
+
+def test_conv2d_only_weight_or_only_input_requires_grad(device):
+    x, w = rand((2, 3, 5, 5), 0), rand((4, 3, 3, 3), 1)
+    X = md.tensor(x, device=device)
+    Wt = leaf(w, device)
+    conv2d(X, Wt, padding=1).sum().backward()
+    assert X.grad is None and Wt.grad.shape == w.shape
+    X, Wt = leaf(x, device), md.tensor(w, device=device)
+    conv2d(X, Wt, padding=1).sum().backward()
+    assert Wt.grad is None and X.grad.shape == x.shape
+
+
+def test_conv2d_double_backward_is_refused(device):
+    x, w = leaf(rand((1, 1, 4, 4), 0), device), leaf(rand((1, 1, 3, 3), 1), device)
+    y = conv2d(x, w).sum()
+    with pytest.raises(NotImplementedError, match="Conv2d"):
+        md.grad(y, [x], create_graph=True)
+
+
+# ---- fast path == loop reference (float64, 1e-10) --------------------------------------
+@settings(max_examples=20)
+@given(p=conv_case(max_channels=4, max_size=7))
+def test_conv2d_matches_reference(device, p):
+    x, w = rand(p["x_shape"], p["seed"]), rand(p["w_shape"], p["seed"] + 1)
+    b = rand(p["w_shape"][0], p["seed"] + 2) if p["bias"] else None
+    y_ref = ref.conv2d_forward(x, w, b, **conv_kwargs(p))
+    gy = rand(y_ref.shape, p["seed"] + 3)
+    gx_ref, gw_ref, gb_ref = ref.conv2d_backward(x, w, gy, **conv_kwargs(p))
+    y, gx, gw, gb = run_conv(device, x, w, b, gy, **conv_kwargs(p))
+    assert_close(y, y_ref, rtol=0, atol=1e-10)
+    assert_close(gx, gx_ref, rtol=0, atol=1e-10)
+    assert_close(gw, gw_ref, rtol=0, atol=1e-10)
+    if b is not None:
+        assert_close(gb, gb_ref, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("kernel, dilation", [((3, 3), (1, 1)), ((4, 2), (1, 3)),
+                                               ((2, 5), (2, 1))])
+def test_conv2d_same_padding_matches_reference(device, kernel, dilation):
+    x, w = rand((2, 2, 6, 7), 0), rand((3, 2) + kernel, 1)
+    pads = [(d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for k, d in zip(kernel, dilation)]
+    y_ref = ref.conv2d_forward(x, w, None, (1, 1), pads, dilation)
+    gy = rand(y_ref.shape, 2)
+    gx_ref, gw_ref, _ = ref.conv2d_backward(x, w, gy, (1, 1), pads, dilation)
+    y, gx, gw, _ = run_conv(device, x, w, None, gy, padding="same", dilation=dilation)
+    assert y.shape == (2, 3, 6, 7)
+    assert_close(y, y_ref, rtol=0, atol=1e-10)
+    assert_close(gx, gx_ref, rtol=0, atol=1e-10)
+    assert_close(gw, gw_ref, rtol=0, atol=1e-10)
+
+
+@settings(max_examples=20)
+@given(p=conv_transpose_case())
+def test_conv_transpose2d_matches_reference(device, p):
+    x, w = rand(p["x_shape"], p["seed"]), rand(p["w_shape"], p["seed"] + 1)
+    b = rand(p["w_shape"][1] * p["groups"], p["seed"] + 2) if p["bias"] else None
+    kw = transpose_kwargs(p)
+    y_ref = ref.conv_transpose2d_forward(x, w, b, **kw)
+    gy = rand(y_ref.shape, p["seed"] + 3)
+    gx_ref, gw_ref, gb_ref = ref.conv_transpose2d_backward(x, w, gy, **kw)
+    X, Wt = leaf(x, device), leaf(w, device)
+    B = None if b is None else leaf(b, device)
+    y = conv_transpose2d(X, Wt, B, **kw)
+    y.backward(md.tensor(gy, device=device))
+    assert_close(y, y_ref, rtol=0, atol=1e-10)
+    assert_close(X.grad, gx_ref, rtol=0, atol=1e-10)
+    assert_close(Wt.grad, gw_ref, rtol=0, atol=1e-10)
+    if b is not None:
+        assert_close(B.grad, gb_ref, rtol=0, atol=1e-10)
+
+
+def test_conv_transpose2d_is_the_input_gradient_of_conv2d(device):
+    # <conv2d(z, w), x> = <z, conv_transpose2d(x, w)> for all z, x: the two are adjoint.
+    z, w = rand((2, 4, 9, 8), 0), rand((6, 2, 3, 3), 1)
+    kw = dict(stride=2, padding=1, dilation=1, groups=2)
+    y = conv2d(md.tensor(z, device=device), md.tensor(w, device=device), **kw)
+    x = rand(y.shape, 2)
+    back = conv_transpose2d(md.tensor(x, device=device), md.tensor(w, device=device),
+                            output_padding=(0, 1), **kw)
+    assert back.shape == z.shape
+    assert np.isclose((y.numpy() * x).sum(), (z * back.numpy()).sum(), rtol=1e-12)
+
+
+# ---- im2col / col2im -------------------------------------------------------------------
+@settings(max_examples=15)
+@given(p=mst.conv_params(max_channels=3, allow_groups=False), seed=st.integers(0, 2**16))
+def test_im2col_definition_and_col2im_adjoint(device, p, seed):
+    x = rand(p["x_shape"], seed)
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = (p["w_shape"][2:], p["stride"], p["padding"],
+                                              p["dilation"])
+    xd = md.tensor(x, device=device).data
+    cols = md.tensor(im2col(xd, (kh, kw), (sh, sw), (ph, pw), (dh, dw), fill=-7.0)).numpy()
+    N, C, H, W = x.shape
+    OH, OW = cols.shape[4:]
+    xpad = np.full((N, C, H + 2 * ph, W + 2 * pw), -7.0)
+    xpad[:, :, ph:ph + H, pw:pw + W] = x
+    for p_ in range(kh):
+        for q in range(kw):
+            expected = xpad[:, :, p_ * dh:p_ * dh + sh * (OH - 1) + 1:sh,
+                            q * dw:q * dw + sw * (OW - 1) + 1:sw]
+            np.testing.assert_array_equal(cols[:, :, p_, q], expected)
+    # col2im is the adjoint of im2col (with zero padding): <im2col(x), c> = <x, col2im(c)>.
+    c = rand(cols.shape, seed + 1)
+    cols0 = md.tensor(im2col(xd, (kh, kw), (sh, sw), (ph, pw), (dh, dw))).numpy()
+    back = col2im(md.tensor(c, device=device).data, x.shape, (kh, kw), (sh, sw), (ph, pw),
+                  (dh, dw))
+    assert np.isclose((cols0 * c).sum(), (x * md.tensor(back).numpy()).sum(), rtol=1e-12)
+
+
+def test_float32_stays_float32(device):
+    x = md.tensor(rand((2, 3, 6, 6), 0, np.float32), device=device, requires_grad=True)
+    w = md.tensor(rand((4, 3, 3, 3), 1, np.float32), device=device, requires_grad=True)
+    b = md.tensor(rand(4, 2, np.float32), device=device, requires_grad=True)
+    for y in (conv2d(x, w, b, padding=1), conv2d(x, w[:, :, :1, :1], stride=2),
+              conv_transpose2d(x, w.transpose(0, 1), b, stride=2)):
+        assert y.dtype == np.float32
+        y.sum().backward()
+    assert x.grad.dtype == w.grad.dtype == b.grad.dtype == np.float32
+
+
+# ---- PyTorch parity --------------------------------------------------------------------
+CONV_CASES = [
+    ((2, 3, 8, 8), (4, 3, 3, 3), dict(padding=1)),
+    ((2, 4, 9, 7), (6, 2, 3, 2), dict(stride=2, padding=(1, 0), dilation=(2, 1), groups=2)),
+    ((1, 6, 7, 7), (6, 1, 5, 5), dict(padding=2, groups=6)),
+    ((2, 4, 6, 6), (8, 4, 1, 1), dict(stride=2)),
+    ((1, 3, 7, 8), (2, 3, 4, 3), dict(padding="same", dilation=(1, 2))),
+    ((1, 3, 7, 8), (2, 3, 3, 3), dict(padding="valid", stride=3)),
+]
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same'")  # torch's note on its own copy
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", CONV_CASES)
+def test_conv2d_matches_torch(device, x_shape, w_shape, kwargs):
+    torch = pytest.importorskip("torch")
+    x, w, b = rand(x_shape, 0), rand(w_shape, 1), rand(w_shape[0], 2)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.conv2d(tx, tw, tb, **kwargs)
+    gy = rand(tuple(ty.shape), 3)
+    ty.backward(torch.tensor(gy))
+    y, gx, gw, gb = run_conv(device, x, w, b, gy, **kwargs)
+    for mine, theirs in ((y, ty), (gx, tx.grad), (gw, tw.grad), (gb, tb.grad)):
+        assert_close(mine, theirs, rtol=1e-10, atol=1e-12)
+
+
+def test_conv2d_matches_torch_float32(device):
+    torch = pytest.importorskip("torch")
+    x, w = rand((4, 8, 12, 12), 0, np.float32), rand((16, 8, 3, 3), 1, np.float32)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    ty = torch.nn.functional.conv2d(tx, tw, padding=1, stride=2)
+    gy = rand(tuple(ty.shape), 2, np.float32)
+    ty.backward(torch.tensor(gy))
+    y, gx, gw, _ = run_conv(device, x, w, None, gy, padding=1, stride=2)
+    for mine, theirs in ((y, ty), (gx, tx.grad), (gw, tw.grad)):
+        assert_close(mine, theirs, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    ((2, 4, 5, 5), (4, 3, 3, 3), dict(stride=2, padding=1, output_padding=1)),
+    ((1, 4, 4, 3), (4, 2, 3, 2), dict(stride=(1, 3), padding=(0, 1), groups=2,
+                                      dilation=(2, 1), output_padding=(1, 2))),
+    ((2, 3, 3, 3), (3, 2, 1, 1), dict(stride=2)),
+    ((1, 2, 4, 4), (2, 3, 4, 4), dict(stride=2, padding=1)),
+])
+def test_conv_transpose2d_matches_torch(device, x_shape, w_shape, kwargs):
+    torch = pytest.importorskip("torch")
+    groups = kwargs.get("groups", 1)
+    x, w, b = rand(x_shape, 0), rand(w_shape, 1), rand(w_shape[1] * groups, 2)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.conv_transpose2d(tx, tw, tb, **kwargs)
+    gy = rand(tuple(ty.shape), 3)
+    ty.backward(torch.tensor(gy))
+    X, Wt, B = leaf(x, device), leaf(w, device), leaf(b, device)
+    y = conv_transpose2d(X, Wt, B, **kwargs)
+    y.backward(md.tensor(gy, device=device))
+    for mine, theirs in ((y, ty), (X.grad, tx.grad), (Wt.grad, tw.grad), (B.grad, tb.grad)):
+        assert_close(mine, theirs, rtol=1e-10, atol=1e-12)
+
+
+# ---- bad input -------------------------------------------------------------------------
+def test_conv2d_bad_input(device):
+    def t(shape, dtype=np.float32):
+        return md.tensor(np.zeros(shape, dtype=dtype), device=device)
+
+    x, w = t((2, 3, 8, 8)), t((8, 4, 3, 3))
+    with pytest.raises(ValueError, match=r"conv2d: input has 3 channels but weight expects "
+                                         r"4 \(weight shape \(8, 4, 3, 3\)\)"):
+        conv2d(x, w)
+    with pytest.raises(ValueError, match="conv2d: expected a 4-D input.*got a 3-D input"):
+        conv2d(t((3, 8, 8)), t((8, 3, 3, 3)))
+    with pytest.raises(ValueError, match="conv2d: expected a 4-D weight.*got a 2-D weight"):
+        conv2d(x, t((8, 3)))
+    with pytest.raises(TypeError, match="conv2d: input must be a float tensor, got dtype int64"):
+        conv2d(t((2, 3, 8, 8), np.int64), t((8, 3, 3, 3)))
+    with pytest.raises(TypeError, match="input dtype float64 and weight dtype float32"):
+        conv2d(t((2, 3, 8, 8), np.float64), t((8, 3, 3, 3)))
+    with pytest.raises(TypeError, match="conv2d: input must be a minidl Tensor"):
+        conv2d(np.zeros((2, 3, 8, 8)), t((8, 3, 3, 3)))
+    with pytest.raises(ValueError, match="groups=2 must divide the input channels, got 3"):
+        conv2d(x, t((8, 1, 3, 3)), groups=2)
+    with pytest.raises(ValueError, match="groups=3 must divide the output channels, got 8"):
+        conv2d(x, t((8, 1, 3, 3)), groups=3)
+    with pytest.raises(ValueError, match="groups must be a positive int, got 0"):
+        conv2d(x, t((8, 3, 3, 3)), groups=0)
+    with pytest.raises(ValueError, match=r"kernel size \(5, 5\) \(dilated to \(13, 13\)\) "
+                                         r"is larger than the padded input \(10, 10\)"):
+        conv2d(x, t((8, 3, 5, 5)), padding=1, dilation=3)
+    with pytest.raises(ValueError, match=r"kernel size \(11, 3\).*padded input \(8, 8\)"):
+        conv2d(x, t((8, 3, 11, 3)))
+    with pytest.raises(ValueError, match="padding must be non-negative, got -1"):
+        conv2d(x, t((8, 3, 3, 3)), padding=-1)
+    with pytest.raises(ValueError, match="stride must be positive, got 0"):
+        conv2d(x, t((8, 3, 3, 3)), stride=0)
+    with pytest.raises(ValueError, match=r"dilation must be positive, got \(1, 0\)"):
+        conv2d(x, t((8, 3, 3, 3)), dilation=(1, 0))
+    with pytest.raises(ValueError, match="padding must be an int, a pair, 'same' or 'valid', "
+                                         "got 'full'"):
+        conv2d(x, t((8, 3, 3, 3)), padding="full")
+    with pytest.raises(ValueError, match="padding='same' needs stride 1"):
+        conv2d(x, t((8, 3, 3, 3)), padding="same", stride=2)
+    with pytest.raises(TypeError, match="stride must be an int or a pair of ints, got 1.5"):
+        conv2d(x, t((8, 3, 3, 3)), stride=1.5)
+    with pytest.raises(ValueError, match=r"bias must have shape \(8,\).*got \(4,\)"):
+        conv2d(x, t((8, 3, 3, 3)), t((4,)))
+
+
+def test_conv_transpose2d_bad_input(device):
+    def t(shape):
+        return md.tensor(np.zeros(shape, dtype=np.float32), device=device)
+
+    x = t((1, 4, 5, 5))
+    with pytest.raises(ValueError, match=r"conv_transpose2d: input has 4 channels but weight "
+                                         r"expects 3 \(weight shape \(3, 2, 3, 3\)\)"):
+        conv_transpose2d(x, t((3, 2, 3, 3)))
+    with pytest.raises(ValueError, match="output_padding must be smaller than stride or "
+                                         "dilation"):
+        conv_transpose2d(x, t((4, 2, 3, 3)), stride=2, output_padding=2)
+    with pytest.raises(ValueError, match="conv_transpose2d: padding must be an int or a pair"):
+        conv_transpose2d(x, t((4, 2, 3, 3)), padding="same")
+    with pytest.raises(ValueError, match="the output would be empty"):
+        conv_transpose2d(t((1, 4, 1, 1)), t((4, 2, 1, 1)), padding=1)
+    with pytest.raises(ValueError, match=r"bias must have shape \(4,\)"):
+        conv_transpose2d(x, t((4, 2, 3, 3)), t((2,)), groups=2)
