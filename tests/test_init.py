@@ -313,27 +313,42 @@ def test_lsuv_bad_input():
         init.lsuv_(nn.Sequential(nn.Linear(3, 3)), md.randn(2, 3), max_iters=0)
 
 
-def _conv_net(depth=10, width=8):
+def _conv_net(depth=10, width=16):
     layers, c = [], 3
     for i in range(depth - 1):
         layers += [nn.Conv2d(c, width, 3, padding=1), nn.ReLU()]
         c = width
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 10)]
+    layers += [nn.Conv2d(width, 10, 1)]
     return nn.Sequential(*layers)
 
 
 def test_lsuv_ten_layer_conv_net_fresh_batch():
+    # 16 channels of 16x16 maps: enough values per layer that the variance measured on
+    # one batch of 32 holds on another (a Linear head after global pooling sees only
+    # 32 x 10 values and varies by ~25% between batches, so the head is a 1x1 conv).
     model = _conv_net()
     rng = np.random.default_rng(0)
-    batch = md.tensor(rng.standard_normal((32, 3, 12, 12)) * 2 + 0.5, dtype="float32")
+    batch = md.tensor(rng.standard_normal((32, 3, 16, 16)) * 2 + 0.5, dtype="float32")
     report = init.lsuv_(model, batch, tol=0.1)
     assert len(report) == 10 and all(r["converged"] for r in report)
-    fresh = md.tensor(rng.standard_normal((32, 3, 12, 12)) * 2 + 0.5, dtype="float32")
-    variances = []
+    assert all(abs(r["variance"] - 1.0) < 0.1 for r in report)
+    fresh = md.tensor(rng.standard_normal((32, 3, 16, 16)) * 2 + 0.5, dtype="float32")
+    variances, means = [], []
+
+    def record(module, inputs, output):
+        variances.append(float(output.numpy().var()))
+        means.append(float(output.numpy().mean()))
+
     for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            m.register_forward_hook(lambda m, i, o: variances.append(float(o.numpy().var())))
-    with md.no_grad():
-        model(fresh)
+        if isinstance(m, nn.Conv2d):
+            m.register_forward_hook(record)
+    model(fresh)
     assert len(variances) == 10
     assert all(abs(v - 1.0) < 0.1 for v in variances), variances
+    assert all(abs(m) < 0.1 for m in means), means
+    # The defaults (PyTorch's kaiming_uniform_(a=sqrt(5))) shrink the signal instead.
+    default = _conv_net()
+    last = []
+    default[-1].register_forward_hook(lambda m, i, o: last.append(float(o.numpy().var())))
+    default(fresh)
+    assert last[0] < 0.1
