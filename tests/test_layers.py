@@ -99,6 +99,23 @@ LAYERS = [
     ("Identity", (), {}, (3, 4)),
     ("Flatten", (), {}, (2, 3, 4)),
     ("Flatten", (0, 1), {}, (2, 3, 4)),
+    ("MaxPool2d", (2,), {}, (2, 3, 6, 6)),
+    ("MaxPool2d", ((3, 2),), dict(stride=1, padding=1, ceil_mode=True), (2, 2, 5, 6)),
+    ("MaxPool2d", (3,), dict(stride=2, padding=1, dilation=2, ceil_mode=True), (1, 2, 9, 8)),
+    ("AvgPool2d", (2,), {}, (2, 3, 6, 5)),
+    ("AvgPool2d", (3, 2, 1, True, False), {}, (2, 2, 6, 7)),
+    ("AvgPool2d", (3,), dict(stride=2, padding=1, ceil_mode=True), (1, 2, 6, 6)),
+    ("AvgPool2d", (2,), dict(divisor_override=3), (1, 2, 4, 4)),
+    ("AdaptiveAvgPool2d", ((2, 3),), {}, (2, 3, 7, 5)),
+    ("AdaptiveAvgPool2d", (1,), {}, (2, 3, 4, 4)),
+    ("AdaptiveAvgPool2d", ((2, None),), {}, (1, 2, 5, 3)),
+    ("AdaptiveMaxPool2d", (3,), {}, (2, 3, 7, 8)),
+    ("Upsample", (), dict(scale_factor=2), (1, 2, 3, 4)),
+    ("Upsample", (), dict(size=(5, 7), mode="bilinear", align_corners=True), (1, 2, 3, 4)),
+    ("Upsample", (), dict(scale_factor=(1.5, 2), mode="bilinear"), (2, 1, 4, 3)),
+    ("Upsample", (), dict(size=5), (1, 2, 3, 4)),
+    ("UpsamplingBilinear2d", (), dict(scale_factor=2), (1, 2, 3, 3)),
+    ("UpsamplingNearest2d", (), dict(size=(4, 6)), (1, 2, 3, 3)),
     ("Dropout", (0.3,), {}, (3, 4)),            # compared in eval mode below
     ("Dropout2d", (0.3,), {}, (2, 3, 4, 4)),
 ]
@@ -137,6 +154,19 @@ def test_conv_transpose_output_size_matches_torch(device):
     assert y.shape == (1, 2, 12, 11)
     with pytest.raises(ValueError, match="not reachable"):
         ours(md.randn(1, 3, 4, 4, dtype="float64", device=device), (14, 11))
+
+
+def test_max_pool_return_indices_match_torch(device):
+    torch = _torch()
+    x = _x(2, 3, 7, 6)
+    for ours, theirs in [(nn.MaxPool2d(3, 2, 1, return_indices=True),
+                          torch.nn.MaxPool2d(3, 2, 1, return_indices=True)),
+                         (nn.AdaptiveMaxPool2d((2, 4), return_indices=True),
+                          torch.nn.AdaptiveMaxPool2d((2, 4), return_indices=True))]:
+        y, idx = ours(md.tensor(x, device=device))
+        ty, tidx = theirs(torch.tensor(x))
+        assert_close(y, ty)
+        assert np.array_equal(idx.numpy(), tidx.numpy())
 
 
 def test_parameter_names_and_shapes_match_torch():
@@ -406,3 +436,124 @@ def test_gradcheck_through_layers(device, make, shape):
         return layer(x)
 
     assert gradcheck(fn, [x] + params)
+
+
+# ---- losses ---------------------------------------------------------------------------
+def _loss_parity(ours, theirs, x_np, target_np, device, rtol=1e-9, atol=1e-12):
+    import torch
+    ours.to(device)
+    x = md.tensor(x_np, device=device, requires_grad=True)
+    tx = torch.tensor(x_np, requires_grad=True)
+    target = md.tensor(target_np, device=device)
+    loss = ours(x, target)
+    tloss = theirs(tx, torch.tensor(target_np))
+    assert_close(loss, tloss, rtol=rtol, atol=atol, msg="loss: ")
+    gy = np.random.default_rng(3).standard_normal(loss.shape)
+    loss.backward(md.tensor(gy, device=device))
+    tloss.backward(torch.tensor(gy))
+    assert_close(x.grad, tx.grad, rtol=rtol, atol=atol, msg="input grad: ")
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert repr(ours) == repr(theirs)
+
+
+def _labels(shape, classes, seed=4, ignore=None):
+    labels = np.random.default_rng(seed).integers(0, classes, shape)
+    if ignore is not None:
+        labels.flat[::3] = ignore
+    return labels.astype(np.int64)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"reduction": "sum"}, {"reduction": "none"},
+                                    {"label_smoothing": 0.2}, {"ignore_index": 1},
+                                    {"weight": [0.5, 2.0, 1.0, 0.1]},
+                                    {"weight": [0.5, 2.0, 1.0, 0.1], "ignore_index": 0,
+                                     "label_smoothing": 0.1}])
+def test_cross_entropy_loss_matches_torch(device, kwargs):
+    torch = _torch()
+    weight = kwargs.pop("weight", None)
+    ours = nn.CrossEntropyLoss(weight=None if weight is None else
+                               md.tensor(weight, dtype="float64"), **kwargs)
+    theirs = torch.nn.CrossEntropyLoss(weight=None if weight is None else
+                                       torch.tensor(weight, dtype=torch.float64), **kwargs)
+    _loss_parity(ours, theirs, _x(6, 4), _labels(6, 4), device)
+    _loss_parity(ours, theirs, _x(2, 4, 3, 2), _labels((2, 3, 2), 4), device)
+
+
+def test_cross_entropy_loss_probability_targets_match_torch(device):
+    torch = _torch()
+    p = np.random.default_rng(5).random((5, 3))
+    p /= p.sum(1, keepdims=True)
+    _loss_parity(nn.CrossEntropyLoss(label_smoothing=0.1),
+                 torch.nn.CrossEntropyLoss(label_smoothing=0.1), _x(5, 3), p, device)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"reduction": "sum"}, {"ignore_index": 2},
+                                    {"reduction": "none"}])
+def test_nll_loss_matches_torch(device, kwargs):
+    torch = _torch()
+    logp = torch.log_softmax(torch.tensor(_x(6, 3)), 1).numpy()
+    _loss_parity(nn.NLLLoss(**kwargs), torch.nn.NLLLoss(**kwargs), logp, _labels(6, 3),
+                 device)
+    w = [1.0, 0.3, 2.0]
+    _loss_parity(nn.NLLLoss(md.tensor(w, dtype="float64"), **kwargs),
+                 torch.nn.NLLLoss(torch.tensor(w, dtype=torch.float64), **kwargs), logp,
+                 _labels(6, 3), device)
+
+
+@pytest.mark.parametrize("name", ["MSELoss", "L1Loss"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_regression_losses_match_torch(device, name, reduction):
+    torch = _torch()
+    _loss_parity(getattr(nn, name)(reduction=reduction),
+                 getattr(torch.nn, name)(reduction=reduction), _x(3, 4), _x(3, 4, seed=9),
+                 device)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_bce_with_logits_loss_matches_torch(device, reduction):
+    torch = _torch()
+    x, t = _x(4, 3) * 5, (np.random.default_rng(6).random((4, 3)) > 0.5).astype(np.float64)
+    _loss_parity(nn.BCEWithLogitsLoss(reduction=reduction),
+                 torch.nn.BCEWithLogitsLoss(reduction=reduction), x, t, device)
+    w, pw = _x(4, 3, seed=7) ** 2, np.array([0.5, 2.0, 3.0])
+    _loss_parity(nn.BCEWithLogitsLoss(md.tensor(w), reduction=reduction,
+                                      pos_weight=md.tensor(pw)),
+                 torch.nn.BCEWithLogitsLoss(torch.tensor(w), reduction=reduction,
+                                            pos_weight=torch.tensor(pw)), x, t, device)
+
+
+def test_loss_bad_input_and_legacy_flags():
+    with pytest.raises(ValueError, match="reduction must be 'mean', 'sum' or 'none'"):
+        nn.MSELoss(reduction="avg")
+    with pytest.raises(TypeError, match="weight must be a Tensor"):
+        nn.CrossEntropyLoss(weight=[1.0, 2.0])
+    with pytest.warns(DeprecationWarning):
+        assert nn.L1Loss(size_average=False).reduction == "sum"
+    with pytest.warns(DeprecationWarning):
+        assert nn.NLLLoss(reduce=False).reduction == "none"
+    ce = nn.CrossEntropyLoss(weight=md.ones(3))
+    assert list(ce.state_dict()) == ["weight"]   # a buffer: follows .to(device)
+
+
+def test_training_step_with_layers_and_loss():
+    # A tiny classifier learns a separable problem: the layers, the loss and the
+    # parameters fit together end to end (plain SGD by hand).
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 2)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 0).astype(np.int64)
+    model = nn.Sequential(nn.Linear(2, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.1),
+                          nn.Linear(16, 2))
+    loss_fn = nn.CrossEntropyLoss()
+    xt, yt = md.tensor(x), md.tensor(y)
+    first = None
+    for _ in range(60):
+        loss = loss_fn(model(xt), yt)
+        first = first if first is not None else float(loss.item())
+        model.zero_grad()
+        loss.backward()
+        with md.no_grad():
+            for p in model.parameters():
+                p.data -= 0.2 * p.grad.data
+    model.eval()
+    accuracy = (model(xt).numpy().argmax(1) == y).mean()
+    assert float(loss.item()) < first / 3 and accuracy > 0.95
