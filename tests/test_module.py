@@ -486,3 +486,19 @@ def test_repr_matches_torch():
                                  torch.nn.Identity(),
                                  torch.nn.ModuleList([torch.nn.Linear(1, 2)]))
     assert repr(ours) == repr(theirs)
+
+
+def test_deepcopy_and_pickle_keep_structure_and_sharing():
+    import copy
+    import pickle
+    net = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3))
+    net[1].weight = net[0].weight
+    clone = copy.deepcopy(net)
+    assert clone[0].weight is not net[0].weight and clone[1].weight is clone[0].weight
+    assert isinstance(clone[0].weight, nn.Parameter) and clone[0].weight.requires_grad
+    assert clone[0].weight.data is not net[0].weight.data
+    x = md.randn(2, 3)
+    assert np.array_equal(clone(x).numpy(), net(x).numpy())
+    restored = pickle.loads(pickle.dumps(net))
+    assert list(restored.state_dict()) == list(net.state_dict())
+    assert np.array_equal(restored(x).numpy(), net(x).numpy())
