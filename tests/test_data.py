@@ -109,8 +109,8 @@ def test_oversampling_balances_a_rare_class():
     seen = labels[np.array(list(s))]
     assert abs(seen.mean() - 0.5) < 0.03            # the rare class is now half the draws
     ds = TensorDataset(np.zeros((1000, 1, 2, 2), np.float32), labels)
-    loader = DataLoader(ds, batch_size=100, sampler=WeightedRandomSampler(w, 1000,
-                                                                         generator=np.random.default_rng(1)))
+    sampler = WeightedRandomSampler(w, 1000, generator=np.random.default_rng(1))
+    loader = DataLoader(ds, batch_size=100, sampler=sampler)
     seen = np.concatenate([yb.numpy() for _, yb in loader])
     assert abs(seen.mean() - 0.5) < 0.06
 

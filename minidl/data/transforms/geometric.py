@@ -238,8 +238,10 @@ class _Flip(Transform):
 
     def _apply(self, xb, params):
         xp = get_array_module(xb)
-        flip = to_like(params["flip"], xb).reshape(-1, 1, 1, 1)
-        return xp.where(flip, xp.flip(xb, axis=self.axis), xb)
+        chosen = xp.nonzero(to_like(params["flip"], xb))[0]
+        out = xb.copy()
+        out[chosen] = xp.flip(xb[chosen], axis=self.axis)
+        return out
 
 
 class RandomHorizontalFlip(_Flip):
@@ -290,14 +292,18 @@ def _pad(xb, pad, mode, fill):
 
 
 def crop(xb, top, left, h: int, w: int):
-    """Per-sample crops: y[n] = xb[n, :, top[n]:top[n]+h, left[n]:left[n]+w] (one gather)."""
+    """Per-sample crops: y[n] = xb[n, :, top[n]:top[n]+h, left[n]:left[n]+w].
+
+    A strided view lists every h x w window of every sample without copying,
+    windows[n, c, i, j] = xb[n, c, i:i+h, j:j+w]; one fancy index then picks each
+    sample's window (a single gather of N*C*h*w values).
+    """
     xp = get_array_module(xb)
     n, c, hh, ww = xb.shape
-    rows = top[:, None] + xp.arange(h)                       # (N, h)
-    cols = left[:, None] + xp.arange(w)                      # (N, w)
-    index = (rows[:, :, None] * ww + cols[:, None, :])[:, None]   # (N, 1, h, w)
-    flat = xb.reshape(n, c, hh * ww)
-    return flat[xp.arange(n)[:, None, None, None], xp.arange(c)[None, :, None, None], index]
+    sn, sc, sh, sw = xb.strides
+    windows = xp.lib.stride_tricks.as_strided(
+        xb, shape=(n, c, hh - h + 1, ww - w + 1, h, w), strides=(sn, sc, sh, sw, sh, sw))
+    return windows[xp.arange(n), :, top, left]
 
 
 class RandomCrop(Transform):
