@@ -119,6 +119,19 @@ def test_conv2d_only_weight_or_only_input_requires_grad(device):
     assert Wt.grad is None and X.grad.shape == x.shape
 
 
+@pytest.mark.parametrize("op, w_shape, kwargs", [
+    (conv2d, (4, 3, 3, 3), dict(padding=1)), (conv2d, (4, 3, 3, 3), dict(stride=2)),
+    (conv2d, (4, 3, 1, 1), {}), (conv_transpose2d, (3, 2, 3, 3), dict(stride=2))])
+def test_backward_twice_with_retain_graph(device, op, w_shape, kwargs):
+    x, w = leaf(rand((2, 3, 5, 5), 0), device), leaf(rand(w_shape, 1), device)
+    y = (op(x, w, **kwargs) ** 2).sum()
+    y.backward(retain_graph=True)
+    gx, gw = x.grad.numpy().copy(), w.grad.numpy().copy()
+    y.backward()
+    assert_close(x.grad, 2 * gx, rtol=1e-12)
+    assert_close(w.grad, 2 * gw, rtol=1e-12)
+
+
 def test_conv2d_double_backward_is_refused(device):
     x, w = leaf(rand((1, 1, 4, 4), 0), device), leaf(rand((1, 1, 3, 3), 1), device)
     y = conv2d(x, w).sum()

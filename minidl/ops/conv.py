@@ -300,24 +300,52 @@ class Conv2d(Function):
             gx, gw = self._backward_pointwise(xp, gy, wants_x, wants_w)
             gb = gy.sum(axis=(0, 2, 3)) if wants_b else None
             return (gx, gw, gb) if len(self.needs_input_grad) == 3 else (gx, gw)
-        gy_rows = _nchw_to_rows(gy, G)                     # (G, O/G, N*OH*OW)
         if wants_b:
-            gb = gy_rows.sum(axis=2).reshape(O)
+            gb = gy.sum(axis=(0, 2, 3))
         if wants_w:
-            # gW^T = cols @ gy^T: with the long N*OH*OW axis as the shared (inner) dimension
-            # in this orientation OpenBLAS ran fastest (see benchmarks/bench_ops.py).
+            gy_rows = _nchw_to_rows(gy, G)                     # (G, O/G, N*OH*OW)
+            # gW^T = cols @ gy^T, sharing the long N*OH*OW axis: in this orientation
+            # OpenBLAS ran fastest (benchmarks/bench_ops.py times the alternatives' parts).
             gw = xp.matmul(self.cols, gy_rows.transpose(0, 2, 1))    # (G, C/G*kh*kw, O/G)
-            gw = gw.transpose(0, 2, 1).reshape(O, Cg, kh, kw)
-        self.cols = None   # the largest buffer: free it before gcols is allocated
-        if wants_x:
-            w_rows = self.weight.reshape(G, O // G, Cg * kh * kw)
-            gcols = xp.matmul(w_rows.transpose(0, 2, 1), gy_rows)  # (G, C/G*kh*kw, N*OH*OW)
             del gy_rows
-            C = G * Cg
-            gcols = gcols.reshape(C, kh, kw, N, OH, OW).transpose(3, 0, 1, 2, 4, 5)
-            gx = col2im(gcols, self.x_shape, (kh, kw), self.stride, self.padding,
-                        self.dilation)
+            gw = gw.transpose(0, 2, 1).reshape(O, Cg, kh, kw)
+        if wants_x:
+            (pt, _), (pl, _) = self.padding
+            (dh, dw) = self.dilation
+            if self.stride == (1, 1) and pt <= dh * (kh - 1) and pl <= dw * (kw - 1):
+                gx = self._input_grad_as_convolution(gy)
+            else:
+                w_rows = self.weight.reshape(G, O // G, Cg * kh * kw)
+                gcols = xp.matmul(w_rows.transpose(0, 2, 1), _nchw_to_rows(gy, G))
+                gcols = gcols.reshape(G * Cg, kh, kw, N, OH, OW).transpose(3, 0, 1, 2, 4, 5)
+                gx = col2im(gcols, self.x_shape, (kh, kw), self.stride, self.padding,
+                            self.dilation)
+        # self.cols stays until the graph releases this node: with retain_graph=True a
+        # second backward needs it again.
         return (gx, gw, gb) if len(self.needs_input_grad) == 3 else (gx, gw)
+
+    def _input_grad_as_convolution(self, gy):
+        """gx of a stride-1 convolution, as a convolution of gy (the fast way for stride 1).
+
+        gx[n, c, h, w] = sum_{o, p, q} gy[n, o, h + pt - p*dh, w + pl - q*dw] W[o, c, p, q]
+        is a cross-correlation of gy, padded by d*(k-1) - p, with the kernel flipped in
+        space and transposed in channels. That is im2col + a GEMM whose shared dimension
+        is O*kh*kw, as fast as the forward GEMM, instead of a GEMM that writes the large
+        (C*kh*kw, N*H*W) gcols and a col2im that adds it back up.
+        """
+        xp = get_array_module(gy)
+        G = self.groups
+        O, Cg, kh, kw = self.weight.shape
+        N, _, H, W = self.x_shape
+        (pt, pb), (pl, pr) = self.padding
+        (dh, dw) = self.dilation
+        w_flip = self.weight[:, :, ::-1, ::-1].reshape(G, O // G, Cg, kh, kw)
+        w_flip = w_flip.transpose(0, 2, 1, 3, 4).reshape(G, Cg, O // G * kh * kw)
+        pads = ((dh * (kh - 1) - pt, dh * (kh - 1) - pb),
+                (dw * (kw - 1) - pl, dw * (kw - 1) - pr))
+        cols = im2col(gy, (kh, kw), 1, pads, self.dilation)
+        cols = cols.transpose(1, 2, 3, 0, 4, 5).reshape(G, O // G * kh * kw, N * H * W)
+        return _rows_to_nchw(xp.matmul(w_flip, cols), N, H, W)
 
     def _backward_pointwise(self, xp, gy, wants_x, wants_w):
         G = self.groups
@@ -403,7 +431,6 @@ class ConvTranspose2d(Function):
         gx = gw = gb = None
         if self.needs_input_grad[1]:
             gw = xp.matmul(self.x_rows, cols.transpose(0, 2, 1)).reshape(self.weight.shape)
-        self.x_rows = None
         if self.needs_input_grad[0]:
             w_rows = self.weight.reshape(G, cin // G, coutg * kh * kw)
             gx = _rows_to_nchw(xp.matmul(w_rows, cols), N, H, W)
