@@ -230,7 +230,7 @@ def test_zero_init_keeps_hidden_units_identical_after_sgd():
     assert np.allclose(h, h[:, :1])                               # 8 units act as one
 
 
-def _tanh_stack_activations(weight_init, depth=20, width=256, batch=256):
+def _tanh_stack_activations(weight_init, depth=20, width=256, batch=128):
     x = md.randn(batch, width)
     stats = []
     with md.no_grad():

@@ -323,6 +323,13 @@ def test_non_strict_load_still_refuses_wrong_shapes():
     assert all(np.array_equal(before[k], after[k]) for k in before)
 
 
+def test_load_accepts_plain_numbers_for_0d_buffers():
+    m = nn.Module()
+    m.register_buffer("num_batches_tracked", md.tensor(0, dtype="int64"))
+    m.load_state_dict({"num_batches_tracked": 7})
+    assert m.num_batches_tracked.item() == 7 and m.num_batches_tracked.dtype == np.int64
+
+
 def test_load_rejects_non_mappings_and_non_arrays():
     m = nn.Linear(2, 2)
     with pytest.raises(TypeError, match="dict"):

@@ -13,6 +13,7 @@ attribute names that leads to it: ``layer1.0.conv1.weight``, as in PyTorch.
 from __future__ import annotations
 
 import itertools
+import numbers
 from collections import OrderedDict, namedtuple
 from typing import Callable, Iterator
 
@@ -70,10 +71,13 @@ def _shape_of(value):
 
 
 def _as_array_source(value):
-    """The raw array inside a state-dict value: a Tensor, a NumPy/CuPy array or a torch
-    tensor (for importing PyTorch weights); None for anything else."""
+    """The raw array inside a state-dict value: a Tensor, a NumPy/CuPy array, a torch
+    tensor (for importing PyTorch weights) or a plain number (a 0-d value such as
+    num_batches_tracked); None for anything else."""
     if isinstance(value, Tensor):
         return value.data
+    if isinstance(value, (numbers.Number, np.number)) and not isinstance(value, bool):
+        return np.asarray(value)
     if isinstance(value, np.ndarray) or hasattr(value, "__cuda_array_interface__") and \
             not hasattr(value, "detach"):
         return value
