@@ -294,7 +294,9 @@ def lsuv_(model, batch, target_var: float = 1.0, tol: float = 0.1, max_iters: in
        channel has mean 0, until |Var(y) - target_var| < tol or ``max_iters`` rescalings.
 
     Because a layer is linear in its own weight the first rescaling is exact on the batch;
-    later layers are then measured on the already-corrected ones.
+    later layers are then measured on the already-corrected ones. A layer that forward
+    never calls is pre-initialised but not rescaled (and not in the report); one called
+    twice is measured at its first call.
 
     Args:
         model: the Module to initialise (changed in place; its train/eval flags are
