@@ -290,8 +290,11 @@ def lsuv_(model, batch, target_var: float = 1.0, tol: float = 0.1, max_iters: in
     1. Every Conv2d, ConvTranspose2d and Linear weight is made orthogonal, biases 0.
     2. Layer by layer, in the order the forward pass calls them, the batch goes through
        the model (eval mode, no_grad) up to that layer, whose output y is measured; its
-       weight is scaled by sqrt(target_var / var) and its bias set so each output
-       channel has mean 0, until |Var(y) - target_var| < tol or ``max_iters`` rescalings.
+       weight is scaled by s = sqrt(target_var / v) and its bias set to
+       s * (bias - channel mean), so each output channel has mean 0 and Var(y) becomes
+       target_var; v is the variance around the channel means (the plain variance for a
+       layer without bias). Repeated until |Var(y) - target_var| < tol or ``max_iters``
+       rescalings.
 
     Because a layer is linear in its own weight the first rescaling is exact on the batch;
     later layers are then measured on the already-corrected ones. A layer that forward
