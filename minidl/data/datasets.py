@@ -42,7 +42,7 @@ class ImageDataset(Dataset):
     @staticmethod
     def _as_float(images):
         if images.dtype == np.uint8:
-            return images.astype(np.float32) * np.float32(1 / 255)
+            return images.astype(np.float32) / np.float32(255)
         return images.astype(np.float32, copy=False)
 
     def _target(self, index):
@@ -78,8 +78,8 @@ class Digits(ImageDataset):
     """scikit-learn's embedded handwritten digits: 1797 grey 8x8 images, 10 classes.
 
     Values are scaled from 0..16 to [0, 1]. Split: a fixed permutation of all images
-    (numpy default_rng(0)); the first 80% (1437) are ``train=True``, the last 20% (360)
-    ``train=False``. ``size=28`` resizes every image once, bilinearly, with the same
+    (numpy default_rng(0)); the last round(20%) = 359 are ``train=False``, the first 1438
+    ``train=True``. ``size=28`` resizes every image once, bilinearly, with the same
     sampler as the ``Resize`` transform.
 
     Raises:

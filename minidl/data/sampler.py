@@ -60,7 +60,7 @@ class RandomSampler(Sampler):
     """A random permutation each pass, or ``num_samples`` draws with replacement.
 
     >>> list(RandomSampler(range(5), generator=np.random.default_rng(0)))
-    [4, 2, 3, 0, 1]
+    [2, 4, 3, 0, 1]
     """
 
     def __init__(self, data_source, replacement: bool = False, num_samples: int = None,
@@ -131,7 +131,7 @@ def class_balanced_weights(labels) -> np.ndarray:
     """Per-sample weights 1 / (count of its class): every class gets the same total.
 
     >>> class_balanced_weights([0, 0, 0, 1])
-    array([0.3333, 0.3333, 0.3333, 1.    ])
+    array([0.33333333, 0.33333333, 0.33333333, 1.        ])
     """
     labels = np.asarray(labels.numpy() if hasattr(labels, "numpy") else labels)
     if labels.ndim != 1 or labels.dtype.kind not in "iu":

@@ -315,8 +315,8 @@ class ToFloat(Transform):
             return xb.astype(self.dtype, copy=False)
         if xb.dtype.kind == "b":
             return xb.astype(self.dtype)
-        scale = np.iinfo(xb.dtype).max
-        return xb.astype(self.dtype) * self.dtype.type(1.0 / scale)
+        # Divide (not multiply by 1/255): 255 -> exactly 1.0, every value correctly rounded.
+        return xb.astype(self.dtype) / self.dtype.type(np.iinfo(xb.dtype).max)
 
 
 class Normalize(Transform):
