@@ -17,7 +17,7 @@ import numpy as np
 
 from ..backend import get_array_module
 from ..function import Function
-from ..ops.elementwise import relu, sigmoid, tanh
+from .elementwise import relu, sigmoid, tanh
 from ..tensor import Tensor
 
 __all__ = ["relu", "sigmoid", "tanh", "leaky_relu", "gelu", "silu", "hardtanh", "softmax",
