@@ -418,6 +418,8 @@ def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capt
         for t, g in zip(roots, root_grads):
             if capture is not None and id(t) in capture:
                 captured[id(t)] = g
+            elif t._ctx is None:            # backward() called on a leaf itself
+                _accumulate_leaf(t, g, create_graph)
         for fn in _topological_order(roots):
             outputs = [ref() for ref in fn.outputs]
             gys = [grads.pop(id(y), (None, None))[1] if y is not None else None

@@ -176,3 +176,9 @@ def test_mixing_devices_names_both():
     with pytest.raises(ValueError, match="cpu.*cuda:0|cuda:0.*cpu"):
         md.ones(2) + md.ones(2, device="cuda")
     assert cupy  # imported only to detect a GPU
+
+
+def test_backward_on_a_leaf_fills_its_grad(device):
+    x = md.tensor([1.0, 2.0], device=device, requires_grad=True)
+    x.backward(md.tensor([3.0, 4.0], device=device))
+    assert x.grad.numpy().tolist() == [3.0, 4.0]
