@@ -185,8 +185,9 @@ def _cache_dir() -> str:
 class EmulatedKernel:
     """A compiled kernel callable as a cupy.RawKernel: k(grid, block, args)."""
 
-    def __init__(self, fn, name, params, max_blocks):
-        self.fn, self.name, self.params, self.max_blocks = fn, name, params, max_blocks
+    def __init__(self, fn, name, params, max_blocks=None, max_threads=None):
+        self.fn, self.name, self.params = fn, name, params
+        self.max_blocks, self.max_threads = max_blocks, max_threads
 
     def __call__(self, grid, block, args, shared_mem: int = 0):
         grid = tuple(int(g) for g in grid) + (1,) * (3 - len(grid))
@@ -195,6 +196,10 @@ class EmulatedKernel:
             raise ValueError(f"{self.name}: invalid launch grid {grid} block {block}")
         if self.max_blocks:  # fewer blocks than asked: the grid-stride loops must cope
             grid = (min(grid[0], self.max_blocks),) + grid[1:]
+        if self.max_threads and block[0] > self.max_threads:
+            # Smaller blocks (a power of two, as the tree reductions need): every kernel
+            # here must be right for any such block size, and OS threads are costly.
+            block = (1 << (self.max_threads.bit_length() - 1),) + block[1:]
         args = tuple(args)
         if len(args) != len(self.params):
             raise TypeError(f"{self.name}: expected {len(self.params)} arguments, got "
@@ -261,11 +266,14 @@ class Emulator:
         elementwise_specs: {file: {name: (in_params, out_params, operation)}} of the
             ElementwiseKernels built on that file (activation.ELEMENTWISE).
         max_blocks: when set, launches use at most this many blocks along x.
+        max_threads: when set, blocks of more threads along x run with the largest power
+            of two not above it instead (faster; the kernels take any block size).
     """
 
-    def __init__(self, elementwise_specs=None, max_blocks: "int | None" = None):
+    def __init__(self, elementwise_specs=None, max_blocks: "int | None" = None,
+                 max_threads: "int | None" = None):
         self.elementwise_specs = dict(elementwise_specs or {})
-        self.max_blocks = max_blocks
+        self.max_blocks, self.max_threads = max_blocks, max_threads
         self._lib = None
         self._kernels_of: dict = {}
         self._lock = threading.Lock()
@@ -332,7 +340,7 @@ class Emulator:
             raise AttributeError(f"emulate: {filename} has no kernel {entry!r}")
         fn = getattr(self._lib, f"emu_launch_{entry}")
         fn.restype = None
-        return EmulatedKernel(fn, entry, kernels[entry], self.max_blocks)
+        return EmulatedKernel(fn, entry, kernels[entry], self.max_blocks, self.max_threads)
 
     def elementwise(self, filename: str, name: str, in_params: str, out_params: str,
                     operation: str):

@@ -4,7 +4,10 @@
 // cols  (N, C, kh, kw, OH, OW)          cols[n, c, i, j, oh, ow] = x[n, c, h, w] with
 //                                       h = oh*sh - ph + i*dh,  w = ow*sw - pw + j*dw,
 //                                       and 0 where (h, w) falls in the zero padding.
-// OH = (H + 2*ph - dh*(kh - 1) - 1) / sh + 1, and the same for OW.
+// cols is stored in the memory order (C, kh, kw, N, OH, OW), as the NumPy im2col of
+// minidl.ops.conv does: viewed as a (C*kh*kw, N*OH*OW) matrix it is the GEMM operand of
+// conv2d without a copy. ph and pw are the top and left padding; OH and OW (which the
+// bottom and right padding decide) come from the launcher.
 //
 // col2im is the adjoint (the backward of im2col): every input pixel gathers the column
 // entries it was copied to. Each thread owns one output element, so no atomics are needed.
@@ -15,36 +18,43 @@
 
 template <typename T>
 __device__ void im2col(const T* __restrict__ x, T* __restrict__ cols, long long total,
-                       int H, int W, int kh, int kw, int OH, int OW,
+                       int N, int C, int H, int W, int kh, int kw, int OH, int OW,
                        int sh, int sw, int ph, int pw, int dh, int dw)
 {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)blockDim.x * gridDim.x) {
-        // i enumerates cols in memory order: (nc, ki, kj, oh, ow), ow fastest, so the
+        // i enumerates cols in memory order (c, ki, kj, n, oh, ow), ow fastest, so the
         // writes of neighbouring threads are neighbours in memory.
         int ow = (int)(i % OW);
         int oh = (int)((i / OW) % OH);
-        int kj = (int)((i / ((long long)OW * OH)) % kw);
-        int ki = (int)((i / ((long long)OW * OH * kw)) % kh);
-        long long nc = i / ((long long)OW * OH * kw * kh);
+        long long rest = i / ((long long)OW * OH);
+        int n = (int)(rest % N);
+        rest /= N;
+        int kj = (int)(rest % kw);
+        int ki = (int)((rest / kw) % kh);
+        int c = (int)(rest / ((long long)kw * kh));
         int h = oh * sh - ph + ki * dh;
         int w = ow * sw - pw + kj * dw;
         bool inside = h >= 0 && h < H && w >= 0 && w < W;
-        cols[i] = inside ? x[(nc * H + h) * W + w] : T(0);
+        cols[i] = inside ? x[(((long long)n * C + c) * H + h) * W + w] : T(0);
     }
 }
 
 template <typename T>
 __device__ void col2im(const T* __restrict__ cols, T* __restrict__ gx, long long total,
-                       int H, int W, int kh, int kw, int OH, int OW,
+                       int N, int C, int H, int W, int kh, int kw, int OH, int OW,
                        int sh, int sw, int ph, int pw, int dh, int dw)
 {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)blockDim.x * gridDim.x) {
         int w = (int)(i % W);
         int h = (int)((i / W) % H);
-        long long nc = i / ((long long)W * H);
-        const T* col = cols + nc * kh * kw * OH * OW;
+        int c = (int)((i / ((long long)W * H)) % C);
+        int n = (int)(i / ((long long)W * H * C));
+        // The (OH, OW) plane of channel c, offset (0, 0) and sample n; the planes of the
+        // other offsets follow at a stride of N*OH*OW.
+        const T* col = cols + ((long long)c * kh * kw * N + n) * OH * OW;
+        long long offset_stride = (long long)N * OH * OW;
         T sum = T(0);
         // Kernel offsets in the same order as a loop over (ki, kj) adding strided slices,
         // so the sum is rounded exactly like the NumPy col2im.
@@ -58,7 +68,7 @@ __device__ void col2im(const T* __restrict__ cols, T* __restrict__ gx, long long
                 if (z < 0 || z % sw != 0) continue;
                 int ow = z / sw;
                 if (ow >= OW) continue;
-                sum += col[((long long)(ki * kw + kj) * OH + oh) * OW + ow];
+                sum += col[(ki * kw + kj) * offset_stride + (long long)oh * OW + ow];
             }
         }
         gx[i] = sum;
@@ -66,29 +76,33 @@ __device__ void col2im(const T* __restrict__ cols, T* __restrict__ gx, long long
 }
 
 extern "C" __global__ void im2col_float(
-    const float* __restrict__ x, float* __restrict__ cols, long long total, int H, int W,
-    int kh, int kw, int OH, int OW, int sh, int sw, int ph, int pw, int dh, int dw)
+    const float* __restrict__ x, float* __restrict__ cols, long long total, int N, int C,
+    int H, int W, int kh, int kw, int OH, int OW, int sh, int sw, int ph, int pw,
+    int dh, int dw)
 {
-    im2col(x, cols, total, H, W, kh, kw, OH, OW, sh, sw, ph, pw, dh, dw);
+    im2col(x, cols, total, N, C, H, W, kh, kw, OH, OW, sh, sw, ph, pw, dh, dw);
 }
 
 extern "C" __global__ void im2col_double(
-    const double* __restrict__ x, double* __restrict__ cols, long long total, int H, int W,
-    int kh, int kw, int OH, int OW, int sh, int sw, int ph, int pw, int dh, int dw)
+    const double* __restrict__ x, double* __restrict__ cols, long long total, int N, int C,
+    int H, int W, int kh, int kw, int OH, int OW, int sh, int sw, int ph, int pw,
+    int dh, int dw)
 {
-    im2col(x, cols, total, H, W, kh, kw, OH, OW, sh, sw, ph, pw, dh, dw);
+    im2col(x, cols, total, N, C, H, W, kh, kw, OH, OW, sh, sw, ph, pw, dh, dw);
 }
 
 extern "C" __global__ void col2im_float(
-    const float* __restrict__ cols, float* __restrict__ gx, long long total, int H, int W,
-    int kh, int kw, int OH, int OW, int sh, int sw, int ph, int pw, int dh, int dw)
+    const float* __restrict__ cols, float* __restrict__ gx, long long total, int N, int C,
+    int H, int W, int kh, int kw, int OH, int OW, int sh, int sw, int ph, int pw,
+    int dh, int dw)
 {
-    col2im(cols, gx, total, H, W, kh, kw, OH, OW, sh, sw, ph, pw, dh, dw);
+    col2im(cols, gx, total, N, C, H, W, kh, kw, OH, OW, sh, sw, ph, pw, dh, dw);
 }
 
 extern "C" __global__ void col2im_double(
-    const double* __restrict__ cols, double* __restrict__ gx, long long total, int H, int W,
-    int kh, int kw, int OH, int OW, int sh, int sw, int ph, int pw, int dh, int dw)
+    const double* __restrict__ cols, double* __restrict__ gx, long long total, int N, int C,
+    int H, int W, int kh, int kw, int OH, int OW, int sh, int sw, int ph, int pw,
+    int dh, int dw)
 {
-    col2im(cols, gx, total, H, W, kh, kw, OH, OW, sh, sw, ph, pw, dh, dw);
+    col2im(cols, gx, total, N, C, H, W, kh, kw, OH, OW, sh, sw, ph, pw, dh, dw);
 }
