@@ -12,7 +12,7 @@ torch.set_num_threads equal to NumPy's BLAS thread count (interleaved with minid
 so both see the same machine load), their ratio, and for convolutions the achieved
 GFLOP/s next to two NumPy float32 GEMM rates measured in the same run: a 2048^3 sgemm
 (the practical ceiling) and the GEMM of the im2col shape itself, (64, 576) @ (576, 32768).
-A breakdown row times the parts of conv2d (im2col, GEMMs, col2im, layout copies) alone.
+Breakdown rows time the parts of conv2d (im2col, GEMMs, col2im, layout copies) alone.
 
 Prints one JSON line per measurement, then a table. This machine may be shared: compare
 ratios from one run and repeat when in doubt.
@@ -176,25 +176,39 @@ def batch_norm_case(device, torch):
 
 
 def conv_breakdown(repeats):
-    """The parts of conv2d's forward and backward, each timed alone (NumPy, same shapes)."""
+    """The parts of conv2d's forward and backward, each timed alone (NumPy, same shapes).
+
+    Forward: im2col, GEMM, the transpose to NCHW. Backward: gy to rows and the gW GEMM;
+    for gx, im2col of gy and the GEMM with the flipped kernel (stride 1), and for
+    comparison the gcols GEMM + col2im that strided convolutions use.
+    """
     rng = np.random.default_rng(0)
     x = rng.standard_normal((N, C, HW, HW), dtype=np.float32)
     w = rng.standard_normal((O, C, K, K), dtype=np.float32)
     gy = rng.standard_normal((N, O, HW, HW), dtype=np.float32)
-    cols = conv_ops.im2col(x, K, 1, 1, 1).transpose(1, 2, 3, 0, 4, 5).reshape(1, C * K * K, -1)
+
+    def gemm_operand(a):
+        cols = conv_ops.im2col(a, K, 1, 1, 1)
+        return cols.transpose(1, 2, 3, 0, 4, 5).reshape(1, a.shape[1] * K * K, -1)
+
+    cols, cols_gy = gemm_operand(x), gemm_operand(gy)
     w3 = w.reshape(1, O, C * K * K)
+    w_flip = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(1, C, O * K * K).copy()
     rows = w3 @ cols
     gy_rows = conv_ops._nchw_to_rows(gy, 1)
     gcols = np.matmul(w3.transpose(0, 2, 1), gy_rows)
     gcols6 = gcols.reshape(C, K, K, N, HW, HW).transpose(3, 0, 1, 2, 4, 5)
     parts = {
-        "im2col": lambda: conv_ops.im2col(x, K, 1, 1, 1),
-        "GEMM W @ cols": lambda: np.matmul(w3, cols),
-        "rows -> NCHW (+bias)": lambda: conv_ops._rows_to_nchw(rows, N, HW, HW),
-        "NCHW -> rows (gy)": lambda: conv_ops._nchw_to_rows(gy, 1),
-        "GEMM cols @ gy^T (gW)": lambda: np.matmul(cols, gy_rows.transpose(0, 2, 1)),
-        "GEMM W^T @ gy (gcols)": lambda: np.matmul(w3.transpose(0, 2, 1), gy_rows),
-        "col2im": lambda: conv_ops.col2im(gcols6, x.shape, K, 1, 1, 1),
+        "fwd im2col": lambda: conv_ops.im2col(x, K, 1, 1, 1),
+        "fwd GEMM W @ cols": lambda: np.matmul(w3, cols),
+        "fwd rows -> NCHW": lambda: conv_ops._rows_to_nchw(rows, N, HW, HW),
+        "gW gy -> rows": lambda: conv_ops._nchw_to_rows(gy, 1),
+        "gW GEMM cols @ gy^T": lambda: np.matmul(cols, gy_rows.transpose(0, 2, 1)),
+        "gx im2col(gy)": lambda: conv_ops.im2col(gy, K, 1, 1, 1),
+        "gx GEMM W_flip @ cols(gy)": lambda: np.matmul(w_flip, cols_gy),
+        "gx rows -> NCHW": lambda: conv_ops._rows_to_nchw(rows, N, HW, HW),
+        "(strided) GEMM W^T @ gy": lambda: np.matmul(w3.transpose(0, 2, 1), gy_rows),
+        "(strided) col2im": lambda: conv_ops.col2im(gcols6, x.shape, K, 1, 1, 1),
     }
     return interleaved(parts, max(3, repeats // 2), "cpu")
 

@@ -203,6 +203,53 @@ def test_conv_transpose2d_is_the_input_gradient_of_conv2d(device):
     assert np.isclose((y.numpy() * x).sum(), (z * back.numpy()).sum(), rtol=1e-12)
 
 
+# ---- the buffer workspace ----------------------------------------------------------------
+@pytest.fixture
+def small_workspace(monkeypatch):
+    """Recycle even tiny buffers, so the small shapes of a test go through the workspace."""
+    from minidl.ops import conv as conv_ops
+    conv_ops.release_workspace()
+    monkeypatch.setattr(conv_ops._WORKSPACE, "min_bytes", 1)
+    yield conv_ops._WORKSPACE
+    conv_ops.release_workspace()
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_recycled_buffers_give_the_same_results(device, small_workspace, stride):
+    x, w = rand((2, 3, 6, 6), 0), rand((4, 3, 3, 3), 1)
+    kw = dict(stride=stride, padding=1)
+    y_ref = ref.conv2d_forward(x, w, None, (stride, stride), (1, 1))
+    gy = rand(y_ref.shape, 2)
+    gx_ref, gw_ref, _ = ref.conv2d_backward(x, w, gy, (stride, stride), (1, 1))
+    for _ in range(3):          # later rounds run on buffers the earlier ones gave back
+        y, gx, gw, _ = run_conv(device, x, w, None, gy, **kw)
+        with md.no_grad():
+            y2 = conv2d(md.tensor(x, device=device), md.tensor(w, device=device), **kw)
+        assert_close(y, y_ref, rtol=0, atol=1e-10)
+        assert_close(y2, y_ref, rtol=0, atol=1e-10)
+        assert_close(gx, gx_ref, rtol=0, atol=1e-10)
+        assert_close(gw, gw_ref, rtol=0, atol=1e-10)
+    if device == "cpu":
+        assert small_workspace.free, "the workspace was never used"
+
+
+def test_workspace_never_recycles_a_buffer_still_in_use(device, small_workspace):
+    x, w = leaf(rand((2, 3, 6, 6), 0), device), leaf(rand((4, 3, 3, 3), 1), device)
+    y = conv2d(x, w, padding=1)
+    held = y.grad_fn.cols           # a student keeps the saved im2col matrix
+    snapshot = held.copy()
+    y.backward(md.ones_like(y))     # releases the node; ``held`` still sees its memory
+    for seed in range(3):
+        conv2d(leaf(rand((2, 3, 6, 6), seed + 5), device), w, padding=1).sum().backward()
+    assert (held == snapshot).all()
+    # Two graphs alive at once get different buffers.
+    a = conv2d(x, w, padding=1)
+    b = conv2d(leaf(rand((2, 3, 6, 6), 9), device), w, padding=1)
+    assert not np.shares_memory(md.tensor(a.grad_fn.cols).numpy(),
+                                md.tensor(b.grad_fn.cols).numpy()) or device != "cpu"
+    assert a.grad_fn.cols.base is not b.grad_fn.cols.base
+
+
 # ---- im2col / col2im -------------------------------------------------------------------
 @settings(max_examples=15)
 @given(p=mst.conv_params(max_channels=3, allow_groups=False), seed=st.integers(0, 2**16))

@@ -23,13 +23,17 @@ bias added in the same pass.
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from ..backend import get_array_module
 from ..function import Function
+from ..grad_mode import is_grad_enabled
 from ..tensor import Tensor
 
-__all__ = ["im2col", "col2im", "conv2d", "conv_transpose2d", "Conv2d", "ConvTranspose2d"]
+__all__ = ["im2col", "col2im", "conv2d", "conv_transpose2d", "Conv2d", "ConvTranspose2d",
+           "release_workspace"]
 
 
 # ---- argument normalisation (shared with pool.py) ------------------------------------
@@ -128,6 +132,68 @@ def _pad_channels_first(x, pads, fill):
     return xpad
 
 
+# ---- a workspace for the large buffers ---------------------------------------------------
+class _Workspace:
+    """Hands the large im2col-sized buffers out again instead of allocating new ones.
+
+    glibc serves every allocation above 32 MB with fresh pages from the kernel, which
+    are faulted in and zeroed on first touch: for the 75 MB im2col buffer of a 3x3
+    conv2d on (32, 64, 32, 32) that is ~20 ms of system time per call, a quarter of the
+    GEMM that reads it. conv2d gives each such buffer back here once nothing refers to
+    it any more, and the next call takes it again. Only NumPy buffers of at least
+    ``min_bytes`` are kept, at most ``max_bytes`` in all; CuPy has its own memory pool.
+    """
+
+    def __init__(self, min_bytes: int = 16 << 20, max_bytes: int = 1 << 30):
+        self.min_bytes, self.max_bytes = min_bytes, max_bytes
+        self.free = []              # 1-D uint8 arrays, each owning its memory
+
+    def empty(self, shape, dtype, xp):
+        """An uninitialised array, from a kept buffer when one of a fitting size exists."""
+        dtype = np.dtype(dtype)
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        if xp is not np or nbytes < self.min_bytes:
+            return xp.empty(shape, dtype=dtype)
+        # Best fit among buffers at most twice the size: a small request must not pin a
+        # large buffer.
+        fits = [i for i, b in enumerate(self.free) if nbytes <= b.nbytes <= 2 * nbytes]
+        if fits:
+            root = self.free.pop(min(fits, key=lambda i: self.free[i].nbytes))
+        else:
+            root = np.empty(nbytes, dtype=np.uint8)
+        return root[:nbytes].view(dtype).reshape(shape)
+
+    def give(self, array) -> None:
+        """Keep the buffer under ``array`` if the caller's name for ``array`` is the only
+        reference left to it and ``array`` the only view of the buffer.
+
+        The reference counts prove that no one else (a user who kept ``fn.cols``, say)
+        still sees the memory that the next call will overwrite; when in doubt the
+        buffer is simply not kept.
+        """
+        root = getattr(array, "base", None)
+        if not isinstance(root, np.ndarray) or root.base is not None or \
+                root.dtype != np.uint8 or root.ndim != 1 or root.nbytes < self.min_bytes:
+            return
+        # array: the caller's name, this parameter, getrefcount's argument.
+        # root: array's base pointer, the name ``root``, getrefcount's argument.
+        if sys.getrefcount(array) != 3 or sys.getrefcount(root) != 3:
+            return
+        if sum(b.nbytes for b in self.free) + root.nbytes <= self.max_bytes:
+            self.free.append(root)
+
+    def clear(self) -> None:
+        self.free = []
+
+
+_WORKSPACE = _Workspace()
+
+
+def release_workspace() -> None:
+    """Free the buffers conv2d keeps for reuse between calls (e.g. after training)."""
+    _WORKSPACE.clear()
+
+
 # ---- im2col / col2im -------------------------------------------------------------------
 def im2col(x, kernel_size, stride=1, padding=0, dilation=1, fill=0.0):
     """Every receptive field of x as a column: x (N, C, H, W) -> cols (N, C, kh, kw, OH, OW).
@@ -160,7 +226,7 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1, fill=0.0):
     OH = _output_size(H, kh, sh, sum(pads[0]), dh)
     OW = _output_size(W, kw, sw, sum(pads[1]), dw)
     xpad = _pad_channels_first(x, pads, fill)        # (C, N, H + pt + pb, W + pl + pr)
-    cols = xp.empty((C, kh, kw, N, OH, OW), dtype=x.dtype)
+    cols = _WORKSPACE.empty((C, kh, kw, N, OH, OW), x.dtype, xp)
     # One strided copy per kernel offset (kh*kw of them): no loop over pixels or samples.
     for p in range(kh):
         for q in range(kw):
@@ -244,18 +310,21 @@ class Conv2d(Function):
               y[n, o, i, j] = b[o] + sum_{c in group(o), p, q}
                               W[o, c, p, q] * xpad[n, c, i*sh + p*dh, j*sw + q*dw].
               As matrices, per group g: y_g (O/G, N*OH*OW) = W_g (O/G, C/G*kh*kw) @ cols_g.
-    backward  gW_g = gy_g @ cols_g^T;  gcols_g = W_g^T @ gy_g, gx = col2im(gcols);
-              gb[o] = sum_{n, i, j} gy[n, o, i, j].
+    backward  gW_g = gy_g @ cols_g^T;  gb[o] = sum_{n, i, j} gy[n, o, i, j];
+              gx = col2im(gcols), gcols_g = W_g^T @ gy_g; for stride 1 the same gx is
+              computed as a convolution of gy with the flipped kernel (see
+              _input_grad_as_convolution), which is faster.
 
-    Saved for backward: ``cols`` (G, C/G*kh*kw, N*OH*OW), or ``x`` on the 1x1 path;
-    ``weight``; ``x_shape``.
+    Saved for backward: ``cols`` (G, C/G*kh*kw, N*OH*OW) when the weight gradient will be
+    wanted (``save_cols``), or ``x`` on the 1x1 path; ``weight``; ``x_shape``.
     """
 
-    def __init__(self, stride, padding, dilation, groups):
+    def __init__(self, stride, padding, dilation, groups, save_cols=True):
         self.stride = stride          # (sh, sw)
         self.padding = padding        # ((top, bottom), (left, right))
         self.dilation = dilation      # (dh, dw)
         self.groups = groups
+        self.save_cols = save_cols    # False without grad mode or a weight needing grad
 
     def _is_pointwise(self, weight) -> bool:
         # A 1x1 kernel without padding reads each (strided) pixel once: x itself is the
@@ -284,8 +353,11 @@ class Conv2d(Function):
         N, C, _, _, OH, OW = cols.shape
         # The channel-first buffer makes this reshape free: (G, C/G*kh*kw, N*OH*OW).
         cols = cols.transpose(1, 2, 3, 0, 4, 5).reshape(G, Cg * kh * kw, N * OH * OW)
-        self.cols = cols
         y = xp.matmul(weight.reshape(G, O // G, Cg * kh * kw), cols)
+        if self.save_cols:
+            self.cols = cols
+        else:
+            _WORKSPACE.give(cols)
         return _rows_to_nchw(y, N, OH, OW, bias)
 
     def backward(self, gy):
@@ -305,7 +377,7 @@ class Conv2d(Function):
         if wants_w:
             gy_rows = _nchw_to_rows(gy, G)                     # (G, O/G, N*OH*OW)
             # gW^T = cols @ gy^T, sharing the long N*OH*OW axis: in this orientation
-            # OpenBLAS ran fastest (benchmarks/bench_ops.py times the alternatives' parts).
+            # OpenBLAS ran fastest of the four ways to write this product.
             gw = xp.matmul(self.cols, gy_rows.transpose(0, 2, 1))    # (G, C/G*kh*kw, O/G)
             del gy_rows
             gw = gw.transpose(0, 2, 1).reshape(O, Cg, kh, kw)
@@ -316,13 +388,21 @@ class Conv2d(Function):
                 gx = self._input_grad_as_convolution(gy)
             else:
                 w_rows = self.weight.reshape(G, O // G, Cg * kh * kw)
-                gcols = xp.matmul(w_rows.transpose(0, 2, 1), _nchw_to_rows(gy, G))
-                gcols = gcols.reshape(G * Cg, kh, kw, N, OH, OW).transpose(3, 0, 1, 2, 4, 5)
-                gx = col2im(gcols, self.x_shape, (kh, kw), self.stride, self.padding,
-                            self.dilation)
-        # self.cols stays until the graph releases this node: with retain_graph=True a
-        # second backward needs it again.
+                gcols = _WORKSPACE.empty((G, Cg * kh * kw, N * OH * OW), gy.dtype, xp)
+                xp.matmul(w_rows.transpose(0, 2, 1), _nchw_to_rows(gy, G), out=gcols)
+                gx = col2im(gcols.reshape(G * Cg, kh, kw, N, OH, OW).transpose(
+                    3, 0, 1, 2, 4, 5), self.x_shape, (kh, kw), self.stride, self.padding,
+                    self.dilation)
+                _WORKSPACE.give(gcols)
+        # self.cols stays until the graph releases this node (release below): with
+        # retain_graph=True a second backward needs it again.
         return (gx, gw, gb) if len(self.needs_input_grad) == 3 else (gx, gw)
+
+    def release(self) -> None:
+        cols = self.__dict__.get("cols")
+        super().release()
+        if cols is not None:
+            _WORKSPACE.give(cols)
 
     def _input_grad_as_convolution(self, gy):
         """gx of a stride-1 convolution, as a convolution of gy (the fast way for stride 1).
@@ -345,7 +425,9 @@ class Conv2d(Function):
                 (dw * (kw - 1) - pl, dw * (kw - 1) - pr))
         cols = im2col(gy, (kh, kw), 1, pads, self.dilation)
         cols = cols.transpose(1, 2, 3, 0, 4, 5).reshape(G, O // G * kh * kw, N * H * W)
-        return _rows_to_nchw(xp.matmul(w_flip, cols), N, H, W)
+        rows = xp.matmul(w_flip, cols)
+        _WORKSPACE.give(cols)
+        return _rows_to_nchw(rows, N, H, W)
 
     def _backward_pointwise(self, xp, gy, wants_x, wants_w):
         G = self.groups
@@ -407,11 +489,12 @@ class ConvTranspose2d(Function):
         N, _, H, W = x.shape
         x_rows = _nchw_to_rows(x, G)                                  # (G, Cin/G, N*H*W)
         w_rows = weight.reshape(G, cin // G, coutg * kh * kw)
-        cols = xp.matmul(w_rows.transpose(0, 2, 1), x_rows)      # (G, Cout/G*kh*kw, N*H*W)
-        cols = cols.reshape(G * coutg, kh, kw, N, H, W).transpose(3, 0, 1, 2, 4, 5)
+        cols = _WORKSPACE.empty((G, coutg * kh * kw, N * H * W), x.dtype, xp)
+        xp.matmul(w_rows.transpose(0, 2, 1), x_rows, out=cols)   # (G, Cout/G*kh*kw, N*H*W)
         y_shape = self.output_shape(x.shape, weight.shape)
-        y = col2im(cols, y_shape, (kh, kw), self.stride, self.padding, self.dilation)
-        del cols
+        y = col2im(cols.reshape(G * coutg, kh, kw, N, H, W).transpose(3, 0, 1, 2, 4, 5),
+                   y_shape, (kh, kw), self.stride, self.padding, self.dilation)
+        _WORKSPACE.give(cols)
         if bias is not None:
             y += bias.reshape(1, -1, 1, 1)
         self.x_rows, self.weight, self.x_shape = x_rows, weight, x.shape
@@ -434,6 +517,7 @@ class ConvTranspose2d(Function):
         if self.needs_input_grad[0]:
             w_rows = self.weight.reshape(G, cin // G, coutg * kh * kw)
             gx = _rows_to_nchw(xp.matmul(w_rows, cols), N, H, W)
+        _WORKSPACE.give(cols)
         if len(self.needs_input_grad) == 3:
             gb = gy.sum(axis=(0, 2, 3)) if self.needs_input_grad[2] else None
             return gx, gw, gb
@@ -528,7 +612,10 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     if eff[0] > padded[0] or eff[1] > padded[1]:
         raise ValueError(f"{op}: kernel size {(kh, kw)} (dilated to {eff}) is larger than "
                          f"the padded input {padded} (input {(H, W)}, padding {padding!r})")
-    fn = Conv2d(stride, pads, dilation, groups)
+    # cols are kept for backward only for the weight gradient; otherwise they are
+    # recycled as soon as the forward GEMM has read them.
+    fn = Conv2d(stride, pads, dilation, groups,
+                save_cols=is_grad_enabled() and weight.requires_grad)
     return fn.apply(input, weight) if bias is None else fn.apply(input, weight, bias)
 
 
