@@ -267,7 +267,7 @@ def test_im2col_bad_input(emulated):
 
 
 # ---- pooling ---------------------------------------------------------------------------
-@settings(max_examples=20)
+@settings(max_examples=12)
 @given(params=mst.pool_params(), dtype=st.sampled_from(DTYPES), data=st.data())
 def test_max_pool2d_matches_torch(emulated, params, dtype, data):
     torch = pytest.importorskip("torch")
