@@ -136,14 +136,14 @@ def pool_case(device, torch):
         x.grad = None
         max_pool2d(x, 2).backward(gy)
 
-    t_run = None
-    if torch is not None:
-        tx = torch.tensor(xd, requires_grad=True)
-        tgy = torch.tensor(gy.numpy())
+    if torch is None:
+        return {"max_pool2d 2x2 fwd+bwd": [md_run, None]}
+    tx = torch.tensor(xd, requires_grad=True)
+    tgy = torch.tensor(gy.numpy())
 
-        def t_run():
-            tx.grad = None
-            torch.nn.functional.max_pool2d(tx, 2).backward(tgy)
+    def t_run():
+        tx.grad = None
+        torch.nn.functional.max_pool2d(tx, 2).backward(tgy)
     return {"max_pool2d 2x2 fwd+bwd": [md_run, t_run]}
 
 
@@ -164,14 +164,14 @@ def batch_norm_case(device, torch):
         x.grad = weight.grad = bias.grad = None
         batch_norm(x, rm, rv, weight, bias, training=True).backward(gy)
 
-    t_run = None
-    if torch is not None:
-        tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (xd, wd, bd))
-        trm, trv, tgy = torch.zeros(C), torch.ones(C), torch.tensor(gy.numpy())
+    if torch is None:
+        return {"batch_norm fwd+bwd": [md_run, None]}, None
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (xd, wd, bd))
+    trm, trv, tgy = torch.zeros(C), torch.ones(C), torch.tensor(gy.numpy())
 
-        def t_run():
-            tx.grad = tw.grad = tb.grad = None
-            torch.nn.functional.batch_norm(tx, trm, trv, tw, tb, training=True).backward(tgy)
+    def t_run():
+        tx.grad = tw.grad = tb.grad = None
+        torch.nn.functional.batch_norm(tx, trm, trv, tw, tb, training=True).backward(tgy)
     return {"batch_norm fwd+bwd": [md_run, t_run]}, None
 
 

@@ -15,11 +15,17 @@ pixels it was copied from. conv_transpose2d is the same three pieces in the othe
 its forward is conv2d's input gradient, its backward is conv2d's forward and weight
 gradient.
 
-Memory layout (the main speed trick): im2col writes a contiguous (C, kh, kw, N, OH, OW)
-buffer, channel axis first, so the (C*kh*kw, N*OH*OW) GEMM operand is a free reshape,
-each group's rows are one contiguous block, and every copy of a kernel offset writes
-whole contiguous rows. The GEMM result (O, N*OH*OW) is transposed to NCHW once, with the
-bias added in the same pass.
+Speed, on top of the GEMMs themselves (each trick is explained where it is used):
+
+* im2col writes a contiguous (C, kh, kw, N, OH, OW) buffer, channel axis first, so the
+  (C*kh*kw, N*OH*OW) GEMM operand is a free reshape, each group's rows are one block,
+  and each of the kh*kw copies writes whole rows; the GEMM result (O, N*OH*OW) is
+  transposed to NCHW once, with the bias added in the same pass;
+* for stride 1 the input gradient is itself a convolution (of gy with the flipped
+  kernel), so backward needs no col2im;
+* the im2col-sized buffers are recycled through a small workspace instead of being
+  allocated fresh (and page-faulted in by the kernel) on every call;
+* a 1x1 kernel skips im2col altogether.
 """
 from __future__ import annotations
 

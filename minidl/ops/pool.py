@@ -167,7 +167,7 @@ class MaxPool2d(Function):
         """PyTorch's return_indices: the flat index h*W + w of each window's winner."""
         xp = get_array_module(self.winner)
         win = self.windows
-        (OH, OW), (kh, kw) = win.out_size, win.kernel_size
+        (OH, OW), kw = win.out_size, win.kernel_size[1]
         (sh, sw), (ph, pw), (dh, dw) = win.stride, win.padding, win.dilation
         W = win.x_shape[3]
         p, q = xp.divmod(self.winner.astype(np.int64), kw)
@@ -251,6 +251,15 @@ def _adaptive_bins(in_size: int, out_size: int):
     return (i * in_size) // out_size, -((-(i + 1) * in_size) // out_size)
 
 
+def _scatter_add(xp, target, index, values):
+    """target[index] += values, adding every repeat of an index (np.add.at)."""
+    if xp is np:
+        np.add.at(target, index, values)
+    else:
+        import cupyx
+        cupyx.scatter_add(target, index, values)
+
+
 class AdaptiveAvgPool2d(Function):
     """Average pooling into a fixed (OH, OW) grid of bins (sizes may differ by one).
 
@@ -283,7 +292,7 @@ class AdaptiveAvgPool2d(Function):
 
     def backward(self, gy):
         N, C, OH, OW = gy.shape
-        H, W = self.rows.shape[1], self.cols.shape[1]
+        W = self.cols.shape[1]
         t = (gy.reshape(N * C * OH, OW) @ self.cols).reshape(N, C, OH, W)
         return get_array_module(gy).matmul(self.rows.T, t)
 
@@ -331,7 +340,7 @@ class AdaptiveMaxPool2d(Function):
         gx = xp.zeros((N * C, H * W), dtype=gy.dtype)
         plane = xp.arange(N * C).reshape(N * C, 1)
         # Overlapping bins can share a winner, so the scatter must add repeated indices.
-        xp.add.at(gx, (plane, self.index.reshape(N * C, -1)), gy.reshape(N * C, -1))
+        _scatter_add(xp, gx, (plane, self.index.reshape(N * C, -1)), gy.reshape(N * C, -1))
         return gx.reshape(N, C, H, W)
 
     def indices(self):
