@@ -131,6 +131,8 @@ class BatchNorm(Function):
     backward  gbias_c = sum(gy),  gweight_c = sum(gy * xhat)   (sums over batch and space)
               training:  gx = weight_c * invstd_c / n * (n gy - gbias_c - xhat * gweight_c)
               eval:      gx = gy * weight_c * invstd_c   (the statistics are constants)
+    saved     xc = x - mean_c (N, C, *) and invstd_c = 1 / sqrt(var_c + eps) (C,), so that
+              xhat = xc * invstd_c; forward is 5 passes over the data, backward 6.
     """
 
     def __init__(self, training, momentum, eps, running_mean, running_var, has_weight,
@@ -144,28 +146,22 @@ class BatchNorm(Function):
         xp = get_array_module(x)
         weight = params[0] if self.has_weight else None
         bias = params[-1] if self.has_bias else None
-        axes = (0,) + tuple(range(2, x.ndim))
         self.n = x.size // x.shape[1]
         if self.training:
-            mean = x.mean(axis=axes, keepdims=True)
-            xhat = x - mean
-            var = _channel_sum(xhat, xhat) / self.n          # biased: what normalises x
-            self.invstd = _channel_view(1 / xp.sqrt(var + self.eps), x.ndim)
-            xhat *= self.invstd
+            mean = x.mean(axis=(0,) + tuple(range(2, x.ndim)), keepdims=True)
+            xc = x - mean
+            var = _channel_sum(xc, xc) / self.n              # biased: what normalises x
             if self.running_mean is not None:
                 self._update_running_stats(mean.reshape(-1), var)
         else:
-            mean = _channel_view(self.running_mean.data.astype(x.dtype, copy=False), x.ndim)
+            xc = x - _channel_view(self.running_mean.data.astype(x.dtype, copy=False), x.ndim)
             var = self.running_var.data.astype(x.dtype, copy=False)
-            self.invstd = _channel_view(1 / xp.sqrt(var + self.eps), x.ndim)
-            xhat = x - mean
-            xhat *= self.invstd
-        self.xhat = xhat
-        self.weight = weight
-        if weight is None:
-            y = xhat.copy()     # the output must not alias the saved xhat
-        else:
-            y = xhat * _channel_view(weight, x.ndim)
+        self.invstd = 1 / xp.sqrt(var + self.eps)                                  # (C,)
+        # xhat = xc * invstd is never stored: scaling xc by weight * invstd gives y in one
+        # pass, and backward needs only xc and invstd.
+        self.xc = xc
+        self.scale = self.invstd if weight is None else weight * self.invstd       # (C,)
+        y = xc * _channel_view(self.scale, x.ndim)
         if bias is not None:
             y += _channel_view(bias, x.ndim)
         return y
@@ -178,16 +174,15 @@ class BatchNorm(Function):
         rv[...] = (1 - m) * rv + m * unbiased.astype(rv.dtype, copy=False)
 
     def backward(self, gy):
-        xhat, invstd, n = self.xhat, self.invstd, self.n
+        xc, invstd, n = self.xc, self.invstd, self.n
         grad_bias = _channel_sum(gy)
-        grad_weight = _channel_sum(gy, xhat)
+        grad_weight = _channel_sum(gy, xc) * invstd                   # sum(gy * xhat)
         gx = None
         if self.needs_input_grad[0]:
-            scale = invstd if self.weight is None else \
-                invstd * _channel_view(self.weight, gy.ndim)
+            scale = _channel_view(self.scale, gy.ndim)
             if self.training:
-                # gx = scale * (gy - mean(gy) - xhat * mean(gy * xhat)), in three passes
-                gx = xhat * _channel_view(grad_weight / -n, gy.ndim)
+                # gx = scale * (gy - mean(gy) - xhat * mean(gy * xhat)), in four passes
+                gx = xc * _channel_view(grad_weight * invstd / -n, gy.ndim)
                 gx += gy
                 gx -= _channel_view(grad_bias / n, gy.ndim)
                 gx *= scale
