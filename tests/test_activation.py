@@ -47,6 +47,14 @@ def test_core_activations_are_reexported():
 
 # ---- gradients ------------------------------------------------------------------------
 @settings(max_examples=10)
+@given(x=mst.distinct_arrays(small_shapes, magnitude=3.0),
+       name=st.sampled_from(["relu", "sigmoid", "tanh"]))
+def test_reexported_core_activations_gradcheck(device, x, name):
+    X = md.tensor(x, device=device, requires_grad=True)
+    assert gradcheck(getattr(A, name), [X])
+
+
+@settings(max_examples=10)
 @given(x=mst.distinct_arrays(small_shapes), slope=st.sampled_from([0.01, 0.2, -0.5, 1.5]))
 def test_leaky_relu_gradcheck(device, x, slope):
     X = md.tensor(x, device=device, requires_grad=True)
