@@ -91,7 +91,6 @@ def softmax_xent_backward(prob, target, scale, ignore_index: int = -100,
     """
     rows, flat_target, C = _rows("softmax_xent_backward", prob, target)
     xp = get_array_module(rows)
-    N = rows.shape[0]
     scale = xp.ascontiguousarray(
         xp.broadcast_to(xp.asarray(scale, dtype=rows.dtype), tuple(target.shape)).reshape(-1))
     grad = xp.empty(rows.shape, dtype=rows.dtype)
