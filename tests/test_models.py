@@ -116,6 +116,16 @@ def test_googlenet_aux_outputs_in_training_only(device):
     with md.no_grad():
         y = model(x.detach())
     assert isinstance(y, md.Tensor) and y.shape == (2, 6)
+    # transform_input (on with torchvision's pretrained weights): a per-channel affine map
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    x_np = x.detach().numpy()
+    mapped = (x_np * (std / 0.5)[:, None, None] + ((mean - 0.5) / 0.5)[:, None, None])
+    model.transform_input = True
+    with md.no_grad():
+        y_t = model(x.detach())
+        model.transform_input = False
+        y_ref = model(md.tensor(mapped.astype(np.float32), device=device))
+    assert_close(y_t, y_ref, rtol=1e-5, atol=1e-6)
     no_aux = models.googlenet(num_classes=6, aux_logits=False).to(device)
     assert no_aux.aux1 is None and not any(k.startswith("aux") for k in no_aux.state_dict())
     with md.no_grad():

@@ -4,7 +4,6 @@ import io
 import numpy as np
 import pytest
 
-import minidl as md
 from minidl import models, nn
 from minidl.utils.summary import format_count, layer_macs, model_table, summary
 

@@ -111,13 +111,17 @@ class GoogLeNet(nn.Module):
         branch3_kernel_size: 3 (torchvision's weights and parameter count) or 5 (paper).
         init_weights: convolutions and linear layers from N(0, 0.01) truncated to
             [-2, 2], BatchNorm weight 1 and bias 0, as torchvision.
+        transform_input: map inputs normalised with the ImageNet mean and std to the
+            [-1, 1] scaling the original network was trained on; torchvision turns this
+            on with its pretrained weights, so do the same when you load them.
     """
 
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, aux_logits: bool = True,
                  dropout: float = 0.2, dropout_aux: float = 0.7, branch3_kernel_size: int = 3,
-                 init_weights: bool = True) -> None:
+                 init_weights: bool = True, transform_input: bool = False) -> None:
         super().__init__()
         self.aux_logits = aux_logits
+        self.transform_input = transform_input
 
         def inception(*channels):
             return Inception(*channels, branch3_kernel_size=branch3_kernel_size)
@@ -161,7 +165,19 @@ class GoogLeNet(nn.Module):
                     nn.init.ones_(m.weight)
                     nn.init.zeros_(m.bias)
 
+    def _transform_input(self, x):
+        """x * std / 0.5 + (mean - 0.5) / 0.5 per RGB channel: undo ImageNet normalisation,
+        then scale [0, 1] to [-1, 1]."""
+        if x.shape[1] != 3:
+            raise ValueError(f"GoogLeNet: transform_input needs 3-channel RGB input, got "
+                             f"{x.shape[1]} channels")
+        channels = [x[:, c:c + 1] * (std / 0.5) + (mean - 0.5) / 0.5 for c, (mean, std) in
+                    enumerate([(0.485, 0.229), (0.456, 0.224), (0.406, 0.225)])]
+        return cat(channels, 1)
+
     def forward(self, x):
+        if self.transform_input:
+            x = self._transform_input(x)
         x = self.maxpool1(self.conv1(x))
         x = self.maxpool2(self.conv3(self.conv2(x)))
         x = self.maxpool3(self.inception3b(self.inception3a(x)))
@@ -188,9 +204,10 @@ def googlenet(num_classes: int = 1000, in_channels: int = 3, aux_logits: bool = 
         num_classes: outputs of each classifier.
         in_channels: image channels.
         aux_logits: add the two auxiliary classifiers (used in training mode only).
-        **kwargs: dropout, dropout_aux, branch3_kernel_size, init_weights of GoogLeNet.
+        **kwargs: dropout, dropout_aux, branch3_kernel_size, init_weights,
+            transform_input of GoogLeNet.
     Returns:
-        a GoogLeNet; inputs of at least 17x17 pixels work (224x224 is the usual).
+        a GoogLeNet; inputs of at least 15x15 pixels work (224x224 is the usual).
 
     >>> model = models.googlenet(num_classes=10)
     >>> out = model(md.randn(2, 3, 64, 64))        # training mode: three sets of logits

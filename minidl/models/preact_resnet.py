@@ -192,8 +192,8 @@ def preact_resnet18(num_classes: int = 1000, in_channels: int = 3, width: int = 
         cifar_stem: 3x3 stem without max pool, for 32x32 images (the common CIFAR
             "PreActResNet18").
     Returns:
-        a PreActResNet (11,689,512 parameters at width 64 with 1000 classes, plus the
-        final BN's 1,024 minus the first BN's 128: the same block weights as ResNet-18).
+        a PreActResNet (11,687,720 parameters at width 64 with 1000 classes: ResNet-18's
+        convolutions, with BatchNorms placed before them and none on the shortcuts).
 
     >>> model = models.preact_resnet18(num_classes=10, cifar_stem=True, width=16)
     >>> model(md.randn(2, 3, 32, 32)).shape

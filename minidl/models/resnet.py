@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import List, Optional, Sequence, Type, Union
 
 from .. import nn
-from ..nn import functional as F
 from ..ops.shape import pad
 
 __all__ = ["conv3x3", "conv1x1", "BasicBlock", "Bottleneck", "ResNet", "CifarResNet",
@@ -265,8 +264,8 @@ _RESNET_DOC = """ResNet-{depth} ({block}, stages {layers}; {params} parameters w
         zero_init_residual: start each residual branch at zero.
         width: base channels (64 in the paper; smaller for experiments).
     Returns:
-        a ResNet; any input of at least 1x1 pixels works thanks to the adaptive pool
-        (224x224 is the usual; 32x32 gives a 1x1 map before the pool).
+        a ResNet; thanks to the adaptive pool any input size works (224x224 is the
+        usual; 32x32 gives a 1x1 map before the pool).
 
     >>> model = models.resnet{depth}(num_classes=10, width=8)
     >>> model(md.randn(2, 3, 32, 32)).shape

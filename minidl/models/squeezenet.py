@@ -108,7 +108,7 @@ def squeezenet1_0(num_classes: int = 1000, in_channels: int = 3,
         in_channels: image channels.
         dropout: before the final 1x1 convolution.
     Returns:
-        a SqueezeNet; inputs of at least 35x35 work (224x224 is the usual).
+        a SqueezeNet; inputs of at least 21x21 work (224x224 is the usual).
 
     >>> model = models.squeezenet1_0(num_classes=10)
     >>> model(md.randn(2, 3, 64, 64)).shape

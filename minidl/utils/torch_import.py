@@ -8,7 +8,10 @@ array, then ``Module.load_state_dict`` checks every key and shape before it chan
 anything, and casts to the model's dtype and device.
 
 PyTorch is needed only to read a ``.pth`` file; a dict of torch tensors (or NumPy arrays)
-can be passed directly.
+can be passed directly. Weights are only half of a pretrained model: feed it inputs
+prepared as its training did (torchvision's ImageNet models expect RGB in [0, 1]
+normalised with mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225); its pretrained
+GoogLeNet also needs ``googlenet(transform_input=True)``).
 """
 from __future__ import annotations
 
