@@ -3,8 +3,10 @@ import io
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
 
 from minidl import models, nn
+from minidl.testing import strategies
 from minidl.utils.summary import format_count, layer_macs, model_table, summary
 
 
@@ -53,6 +55,21 @@ def test_batch_size_scales_macs_and_shapes():
     four = summary(model, (2, 5, 5), batch_size=4, file=None)
     assert four.total_macs == 4 * one.total_macs
     assert four.rows[0].output_shape == (4, 4, 3, 3)
+
+
+@settings(max_examples=15, deadline=None)
+@given(strategies.conv_params())
+def test_conv_macs_are_output_pixels_times_taps(p):
+    n, cin, h, w = p["x_shape"]
+    cout, cin_g, kh, kw = p["w_shape"]
+    conv = nn.Conv2d(cin, cout, (kh, kw), stride=p["stride"], padding=p["padding"],
+                     dilation=p["dilation"], groups=p["groups"])
+    s = summary(conv, (cin, h, w), batch_size=n, file=None)
+    oh = strategies.conv_output_size(h, kh, p["stride"][0], p["padding"][0], p["dilation"][0])
+    ow = strategies.conv_output_size(w, kw, p["stride"][1], p["padding"][1], p["dilation"][1])
+    assert s.rows[0].output_shape == (n, cout, oh, ow)
+    # every output value is a sum over cin/groups channels of a kh x kw window
+    assert s.total_macs == n * cout * oh * ow * (cin // p["groups"]) * kh * kw
 
 
 def test_conv_transpose_and_grouped_conv_macs():
