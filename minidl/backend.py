@@ -149,6 +149,8 @@ def manual_seed(seed: int) -> None:
     """Seed every generator of minidl (CPU now, each GPU when first used)."""
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
         raise TypeError(f"manual_seed: seed must be an int, got {type(seed).__name__}")
+    if seed < 0:   # NumPy's generators take only non-negative seeds
+        raise ValueError(f"manual_seed: seed must be a non-negative int, got {seed}")
     _seed[0] = int(seed)
     _generators.clear()
 

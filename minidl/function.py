@@ -47,7 +47,8 @@ class Function:
 
         tensors = [x for x in inputs if isinstance(x, Tensor)]
         if not tensors:
-            raise TypeError(f"{self.name}: expected at least one Tensor input")
+            given = ", ".join(type(x).__name__ for x in inputs) or "no input"
+            raise TypeError(f"{self.name}: expected at least one Tensor input, got {given}")
         first = tensors[0]
         device = first.device
         for t in tensors[1:]:
@@ -55,7 +56,7 @@ class Function:
                 raise ValueError(
                     f"{self.name}: expected all tensors on one device, got {device} and "
                     f"{t.device}")
-        inputs = tuple(x if isinstance(x, Tensor) else as_tensor_like(x, first)
+        inputs = tuple(x if isinstance(x, Tensor) else as_tensor_like(x, first, self.name)
                        for x in inputs)
         outputs = self.forward(*(x.data for x in inputs))
         single = not isinstance(outputs, tuple)

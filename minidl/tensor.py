@@ -566,7 +566,11 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
     else:
         if isinstance(data, (list, tuple)) and any(isinstance(d, Tensor) for d in data):
             data = [d.numpy() if isinstance(d, Tensor) else d for d in data]
-        array = np.asarray(data)
+        try:
+            array = np.asarray(data)
+        except ValueError as exc:   # a ragged nest of lists
+            raise ValueError(f"tensor: data must be a rectangular nest of numbers, got "
+                             f"{type(data).__name__} that is not ({exc})") from None
         if array.dtype == object:
             raise TypeError(f"tensor: cannot make a tensor from {type(data).__name__} "
                             f"holding objects")
@@ -576,6 +580,8 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
             array = array.astype(np.int64)
     if array.dtype == object or array.dtype.kind not in "biufc":
         raise TypeError(f"tensor: expected numeric data, got dtype {array.dtype}")
+    if dtype is not None and dtype.kind not in "biufc":
+        raise TypeError(f"tensor: dtype must be a bool or numeric dtype, got {dtype}")
     xp, device = _array_module_for(device)
     if xp is np:
         array = backend.to_device(array, device)
@@ -589,10 +595,11 @@ def tensor(data, dtype=None, device=None, requires_grad: bool = False) -> Tensor
     return t
 
 
-def as_tensor_like(value, like: Tensor) -> Tensor:
+def as_tensor_like(value, like: Tensor, op: str = "") -> Tensor:
     """A constant Tensor for a Python number or array, on ``like``'s device.
 
     Python numbers take ``like``'s dtype, so ``x * 2`` never upcasts a float32 graph.
+    Anything that is not numeric (None, strings, object arrays) is a TypeError.
     """
     xp = backend.get_array_module(like.data)
     if isinstance(value, (numbers.Number, np.number, np.bool_)):
@@ -602,7 +609,12 @@ def as_tensor_like(value, like: Tensor) -> Tensor:
                 else _default_dtype[0]
             return Tensor._wrap(xp.asarray(value, dtype=dtype))
         return Tensor._wrap(xp.asarray(value, dtype=_default_dtype[0]))
-    array = xp.asarray(backend.to_device(value, like.device) if xp is not np else value)
+    array = xp.asarray(backend.to_device(value, like.device) if xp is not np else value) \
+        if value is not None else None
+    if array is None or array.dtype.kind not in "biufc":
+        raise TypeError(f"{op + ': ' if op else ''}expected a Tensor, a number or a numeric "
+                        f"array as the other operand, got "
+                        f"{type(value).__name__ if array is None else array.dtype}")
     if array.dtype.kind == "f" and like.dtype.kind == "f":
         array = array.astype(like.dtype, copy=False)
     return Tensor._wrap(array)
@@ -643,6 +655,8 @@ def empty(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
 
 
 def full(shape, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
+    if not isinstance(fill_value, (numbers.Number, np.number, np.bool_)):
+        raise TypeError(f"full: fill_value must be a number, got {_describe(fill_value)}")
     if dtype is None and isinstance(fill_value, (bool, np.bool_)):
         dtype = np.bool_
     elif dtype is None and isinstance(fill_value, (int, np.integer)):
@@ -660,6 +674,8 @@ def eye(n, m=None, dtype=None, device=None, requires_grad=False) -> Tensor:
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False) -> Tensor:
     if end is None:
         start, end = 0, start
+    for name, v in (("start", start), ("end", end), ("step", step)):
+        _real_arg("arange", name, v)
     if step == 0:
         raise ValueError("arange: step must be nonzero, got 0")
     if dtype is None:
@@ -671,6 +687,9 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
 
 
 def linspace(start, end, steps, dtype=None, device=None, requires_grad=False) -> Tensor:
+    _real_arg("linspace", "start", start)
+    _real_arg("linspace", "end", end)
+    _int_arg("linspace", "steps", steps, low=0)
     xp, device = _array_module_for(device)
     t = Tensor._wrap(xp.linspace(start, end, steps, dtype=_parse_dtype(dtype) or
                                  _default_dtype[0]))
@@ -678,16 +697,19 @@ def linspace(start, end, steps, dtype=None, device=None, requires_grad=False) ->
 
 
 def zeros_like(t, dtype=None, device=None, requires_grad=False) -> Tensor:
+    _tensor_arg("zeros_like", "input", t)
     return zeros(t.shape, dtype=dtype or t.dtype, device=device or t.device,
                  requires_grad=requires_grad)
 
 
 def ones_like(t, dtype=None, device=None, requires_grad=False) -> Tensor:
+    _tensor_arg("ones_like", "input", t)
     return ones(t.shape, dtype=dtype or t.dtype, device=device or t.device,
                 requires_grad=requires_grad)
 
 
 def full_like(t, fill_value, dtype=None, device=None, requires_grad=False) -> Tensor:
+    _tensor_arg("full_like", "input", t)
     return full(t.shape, fill_value, dtype=dtype or t.dtype, device=device or t.device,
                 requires_grad=requires_grad)
 
@@ -707,6 +729,9 @@ def rand(*shape, dtype=None, device=None, requires_grad=False) -> Tensor:
 
 
 def randint(low, high, size, dtype=None, device=None) -> Tensor:
+    _int_arg("randint", "low", low)
+    if _int_arg("randint", "high", high) <= low:
+        raise ValueError(f"randint: high must be > low, got low={low}, high={high}")
     def fill(xp, s, d):
         return backend.generator(Device.parse(device)).integers(low, high, s).astype(d)
     return _new(fill, (size,) if isinstance(size, (tuple, list)) else (size,),
@@ -714,16 +739,22 @@ def randint(low, high, size, dtype=None, device=None) -> Tensor:
 
 
 def randn_like(t, dtype=None, device=None, requires_grad=False) -> Tensor:
+    _tensor_arg("randn_like", "input", t)
     return randn(t.shape, dtype=dtype or t.dtype, device=device or t.device,
                  requires_grad=requires_grad)
 
 
 def rand_like(t, dtype=None, device=None, requires_grad=False) -> Tensor:
+    _tensor_arg("rand_like", "input", t)
     return rand(t.shape, dtype=dtype or t.dtype, device=device or t.device,
                 requires_grad=requires_grad)
 
 
 # The ops import Tensor from this module, so they are imported last.
+from ._checks import describe as _describe  # noqa: E402
+from ._checks import int_arg as _int_arg  # noqa: E402
+from ._checks import real_arg as _real_arg  # noqa: E402
+from ._checks import tensor_arg as _tensor_arg  # noqa: E402
 from .ops import elementwise as _ew  # noqa: E402
 from .ops import linalg as _la  # noqa: E402
 from .ops import reduce as _red  # noqa: E402
