@@ -10,21 +10,28 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._checks import real_arg, tensor_arg
 from ..backend import get_array_module
 from ..function import Function
 from ..tensor import Tensor, as_tensor_like
 
 
-def _pair(a, b):
+def _pair(a, b, op=""):
     """Make Tensors of a and b; a Python number takes the dtype of the other operand."""
     if isinstance(a, Tensor) and not isinstance(b, Tensor):
-        b = as_tensor_like(b, a)
+        b = as_tensor_like(b, a, op)
     elif isinstance(b, Tensor) and not isinstance(a, Tensor):
-        a = as_tensor_like(a, b)
+        a = as_tensor_like(a, b, op)
     elif not isinstance(a, Tensor):
-        raise TypeError(f"expected a Tensor operand, got {type(a).__name__} and "
-                        f"{type(b).__name__}")
+        raise TypeError(f"{op + ': ' if op else ''}expected a Tensor operand, got "
+                        f"{type(a).__name__} and {type(b).__name__}")
     return a, b
+
+
+def _no_bool(op, x):
+    if x.dtype == np.bool_:
+        raise TypeError(f"{op}: input must be a numeric Tensor, got dtype bool; convert it "
+                        f"with .float() or .long()")
 
 
 def _check_broadcast(op, a, b):
@@ -280,25 +287,25 @@ class Where(Function):
 
 # ---- public functions ----------------------------------------------------------------
 def add(a, b) -> Tensor:
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, "add")
     _check_broadcast("add", a, b)
     return Add().apply(a, b)
 
 
 def sub(a, b) -> Tensor:
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, "sub")
     _check_broadcast("sub", a, b)
     return Sub().apply(a, b)
 
 
 def mul(a, b) -> Tensor:
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, "mul")
     _check_broadcast("mul", a, b)
     return Mul().apply(a, b)
 
 
 def div(a, b) -> Tensor:
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, "div")
     _check_broadcast("div", a, b)
     if a.dtype.kind in "iub" and b.dtype.kind in "iub":   # true division, as in PyTorch
         from .shape import cast
@@ -307,6 +314,7 @@ def div(a, b) -> Tensor:
 
 
 def neg(x: Tensor) -> Tensor:
+    _no_bool("neg", tensor_arg("neg", "input", x))
     return Neg().apply(x)
 
 
@@ -315,7 +323,7 @@ def pow(a, b) -> Tensor:
         if not isinstance(b, (int, float, np.number)):
             raise TypeError(f"pow: exponent must be a number or Tensor, got {type(b).__name__}")
         return PowScalar(b).apply(a)
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, "pow")
     _check_broadcast("pow", a, b)
     return Pow().apply(a, b)
 
@@ -338,25 +346,30 @@ def abs(x: Tensor) -> Tensor:
 
 def sign(x: Tensor) -> Tensor:
     """-1, 0 or 1 (a constant: no gradient flows through sign)."""
+    _no_bool("sign", tensor_arg("sign", "input", x))
     return Tensor._wrap(get_array_module(x.data).sign(x.data))
 
 
 def clamp(x: Tensor, min=None, max=None) -> Tensor:
     if min is None and max is None:
         raise ValueError("clamp: at least one of min and max must be given")
+    min = real_arg("clamp", "min", min) if min is not None else None
+    max = real_arg("clamp", "max", max) if max is not None else None
     if min is not None and max is not None and min > max:
         raise ValueError(f"clamp: min must be <= max, got min={min}, max={max}")
     return Clamp(min, max).apply(x)
 
 
 def maximum(a, b) -> Tensor:
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, "maximum")
     _check_broadcast("maximum", a, b)
     return Maximum().apply(a, b)
 
 
 def minimum(a, b) -> Tensor:
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, "minimum")
+    _no_bool("minimum", a)
+    _no_bool("minimum", b)
     return -maximum(-a, -b)
 
 
@@ -365,6 +378,10 @@ def relu(x: Tensor) -> Tensor:
 
 
 def sigmoid(x: Tensor) -> Tensor:
+    if isinstance(x, Tensor) and x.dtype.kind in "biu":   # as PyTorch: ints give floats
+        from .shape import cast
+        from ..tensor import get_default_dtype
+        x = cast(x, get_default_dtype())
     return Sigmoid().apply(x)
 
 
@@ -382,12 +399,12 @@ def where(condition, a, b) -> Tensor:
     cond = xp.asarray(cond)
     if cond.dtype != bool:
         raise TypeError(f"where: condition must be bool, got dtype {cond.dtype}")
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, "where")
     try:
         np.broadcast_shapes(cond.shape, a.shape, b.shape)
     except ValueError:
-        raise ValueError(f"where: shapes {cond.shape}, {a.shape} and {b.shape} do not "
-                         f"broadcast") from None
+        raise ValueError(f"where: the shapes of condition {cond.shape}, a {a.shape} and b "
+                         f"{b.shape} do not broadcast") from None
     return Where(cond).apply(a, b)
 
 
@@ -398,7 +415,7 @@ _COMPARE = {"eq": "equal", "ne": "not_equal", "lt": "less", "le": "less_equal",
 
 def compare(op: str, a, b) -> Tensor:
     """Elementwise comparison; the result is a bool tensor outside the graph."""
-    a, b = _pair(a, b)
+    a, b = _pair(a, b, op)
     if a.device != b.device:
         raise ValueError(f"{op}: expected both tensors on one device, got {a.device} and "
                          f"{b.device}")

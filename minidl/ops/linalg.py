@@ -33,10 +33,13 @@ class MatMul(Function):
 
 def matmul(a, b) -> Tensor:
     """Matrix product with PyTorch's rules for 1-D and batched operands."""
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        raise TypeError(f"matmul: expected a Tensor operand, got {type(a).__name__} and "
+                        f"{type(b).__name__}")
     if not isinstance(a, Tensor):
-        a = as_tensor_like(a, b)
+        a = as_tensor_like(a, b, "matmul")
     if not isinstance(b, Tensor):
-        b = as_tensor_like(b, a)
+        b = as_tensor_like(b, a, "matmul")
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: both operands need at least 1 dimension, got shapes "
                          f"{a.shape} and {b.shape}")
