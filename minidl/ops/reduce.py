@@ -15,6 +15,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from .._checks import describe, tensor_arg
 from ..backend import get_array_module
 from ..function import Function
 from ..tensor import Tensor
@@ -24,6 +25,8 @@ def normalize_dims(dim, ndim: int, op: str):
     """dim (None, int or sequence) -> a sorted tuple of non-negative axes."""
     if dim is None:
         return tuple(range(ndim))
+    if not isinstance(dim, (int, np.integer, tuple, list)):
+        raise TypeError(f"{op}: dim must be an int or a tuple of ints, got {describe(dim)}")
     dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
     out = []
     for d in dims:
@@ -112,6 +115,7 @@ def _check_nonempty(x: Tensor, dims, op: str):
 
 
 def sum(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    tensor_arg("sum", "input", x)
     dims = normalize_dims(dim, x.ndim, "sum")
     return Sum(dims, keepdim).apply(x)
 
@@ -123,6 +127,7 @@ def sum_to(x: Tensor, shape) -> Tensor:
 
 
 def mean(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    tensor_arg("mean", "input", x)
     dims = normalize_dims(dim, x.ndim, "mean")
     count = int(np.prod([x.shape[d] for d in dims])) if dims else 1
     if count == 0:
@@ -136,6 +141,7 @@ MaxResult = namedtuple("MaxResult", ["values", "indices"])
 
 
 def _extreme(x, dim, keepdim, sign, op):
+    tensor_arg(op, "input", x)
     dims = normalize_dims(dim, x.ndim, op)
     _check_nonempty(x, dims, op)
     if dim is None:
@@ -159,12 +165,14 @@ def min(x: Tensor, dim=None, keepdim: bool = False):
 
 
 def amax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    tensor_arg("amax", "input", x)
     dims = normalize_dims(dim, x.ndim, "amax")
     _check_nonempty(x, dims, "amax")
     return MaxReduce(dims, keepdim, +1, first_only=False).apply(x)
 
 
 def amin(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    tensor_arg("amin", "input", x)
     dims = normalize_dims(dim, x.ndim, "amin")
     _check_nonempty(x, dims, "amin")
     return MaxReduce(dims, keepdim, -1, first_only=False).apply(x)
@@ -173,6 +181,7 @@ def amin(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
 def var(x: Tensor, dim=None, keepdim: bool = False, unbiased: bool = True,
         correction=None) -> Tensor:
     """Variance: sum((x - mean)^2) / (n - correction); correction 1 (unbiased) by default."""
+    tensor_arg("var", "input", x, float_only=True)
     dims = normalize_dims(dim, x.ndim, "var")
     n = int(np.prod([x.shape[d] for d in dims])) if dims else 1
     correction = (1 if unbiased else 0) if correction is None else correction
@@ -190,6 +199,7 @@ def std(x: Tensor, dim=None, keepdim: bool = False, unbiased: bool = True,
 
 def argmax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     """Index of the first maximum (over the flattened tensor when dim is None)."""
+    tensor_arg("argmax", "input", x)
     if dim is None:
         _check_nonempty(x, (), "argmax")
         return Tensor._wrap(x.data.argmax().astype(np.int64))
@@ -200,6 +210,7 @@ def argmax(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
 
 
 def argmin(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
+    tensor_arg("argmin", "input", x)
     if dim is None:
         _check_nonempty(x, (), "argmin")
         return Tensor._wrap(x.data.argmin().astype(np.int64))
@@ -211,7 +222,9 @@ def argmin(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
 
 def logsumexp(x: Tensor, dim, keepdim: bool = False) -> Tensor:
     """log(sum(exp(x))) over dim, shifted by the max so exp never overflows."""
+    tensor_arg("logsumexp", "input", x, float_only=True)
     dims = normalize_dims(dim, x.ndim, "logsumexp")
+    _check_nonempty(x, dims, "logsumexp")
     m = x.detach().amax(dims, keepdim=True)
     m = Tensor._wrap(get_array_module(m.data).where(
         get_array_module(m.data).isfinite(m.data), m.data, 0).astype(x.dtype))
