@@ -9,17 +9,18 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
+from .._checks import describe, dim_arg, int_arg, tensor_arg
 from ..backend import get_array_module
 from ..function import Function
 from ..tensor import Tensor
 
 
-def _shape_from_args(shape, op):
+def _shape_from_args(shape, op, name="shape"):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         shape = tuple(shape[0])
     for s in shape:
         if not isinstance(s, (int, np.integer)) or isinstance(s, bool):
-            raise TypeError(f"{op}: shape must be ints, got {shape!r}")
+            raise TypeError(f"{op}: {name} must be ints, got {shape!r}")
     return tuple(int(s) for s in shape)
 
 
@@ -37,6 +38,7 @@ class Reshape(Function):
 
 
 def reshape(x: Tensor, *shape) -> Tensor:
+    tensor_arg("reshape", "input", x)
     shape = _shape_from_args(shape, "reshape")
     known = int(np.prod([s for s in shape if s != -1]))
     if shape.count(-1) > 1 or any(s < -1 for s in shape) or (
@@ -63,26 +65,32 @@ class Permute(Function):
 
 
 def permute(x: Tensor, *dims) -> Tensor:
-    dims = _shape_from_args(dims, "permute")
-    if sorted(d % max(x.ndim, 1) for d in dims) != list(range(x.ndim)) or len(dims) != x.ndim:
+    tensor_arg("permute", "input", x)
+    dims = _shape_from_args(dims, "permute", "dims")
+    if len(dims) != x.ndim or any(not -x.ndim <= d < x.ndim for d in dims) or \
+            sorted(d % max(x.ndim, 1) for d in dims) != list(range(x.ndim)):
         raise ValueError(f"permute: dims {dims} are not a permutation of the {x.ndim} "
                          f"dimensions of a tensor of shape {x.shape}")
     return Permute(tuple(d % x.ndim for d in dims)).apply(x)
 
 
 def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
+    tensor_arg("transpose", "input", x)
     dims = list(range(x.ndim))
-    for d in (dim0, dim1):
-        if not -x.ndim <= d < x.ndim:
-            raise ValueError(f"transpose: dim {d} is out of range for {x.ndim} dimensions")
+    dim0, dim1 = dim_arg("transpose", "dim0", dim0, x.ndim), \
+        dim_arg("transpose", "dim1", dim1, x.ndim)
+    if x.ndim == 0:
+        return x
     dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
     return permute(x, *dims)
 
 
 def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    tensor_arg("flatten", "input", x)
+    start = dim_arg("flatten", "start_dim", start_dim, x.ndim)
+    end = dim_arg("flatten", "end_dim", end_dim, x.ndim)
     if x.ndim == 0:
         return reshape(x, 1)
-    start, end = start_dim % x.ndim, end_dim % x.ndim
     if start > end:
         raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
     shape = x.shape[:start] + (int(np.prod(x.shape[start:end + 1])),) + x.shape[end + 1:]
@@ -90,10 +98,10 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
 
 
 def squeeze(x: Tensor, dim=None) -> Tensor:
+    tensor_arg("squeeze", "input", x)
     if dim is None:
         return reshape(x, tuple(n for n in x.shape if n != 1))
-    if not -max(x.ndim, 1) <= dim < max(x.ndim, 1):
-        raise ValueError(f"squeeze: dim {dim} is out of range for {x.ndim} dimensions")
+    dim = dim_arg("squeeze", "dim", dim, x.ndim)
     if x.ndim == 0 or x.shape[dim] != 1:
         return x
     shape = list(x.shape)
@@ -102,9 +110,8 @@ def squeeze(x: Tensor, dim=None) -> Tensor:
 
 
 def unsqueeze(x: Tensor, dim: int) -> Tensor:
-    if not -x.ndim - 1 <= dim <= x.ndim:
-        raise ValueError(f"unsqueeze: dim {dim} is out of range for {x.ndim} dimensions")
-    dim = dim % (x.ndim + 1)
+    tensor_arg("unsqueeze", "input", x)
+    dim = dim_arg("unsqueeze", "dim", dim, x.ndim, extra=1)
     return reshape(x, x.shape[:dim] + (1,) + x.shape[dim:])
 
 
@@ -233,10 +240,7 @@ def _check_join(tensors, dim, op, same_shape):
     for i, t in enumerate(tensors):
         if not isinstance(t, Tensor):
             raise TypeError(f"{op}: element {i} is a {type(t).__name__}, not a Tensor")
-    ndim = tensors[0].ndim + (1 if same_shape else 0)
-    if not -ndim <= dim < ndim:
-        raise ValueError(f"{op}: dim {dim} is out of range for {ndim} dimensions")
-    dim %= ndim
+    dim = dim_arg(op, "dim", dim, tensors[0].ndim, extra=1 if same_shape else 0)
     ref = tensors[0].shape
     for i, t in enumerate(tensors):
         other = t.shape if same_shape else t.shape[:dim] + t.shape[dim + 1:]
@@ -261,15 +265,17 @@ def stack(tensors, dim: int = 0) -> Tensor:
 
 def split(x: Tensor, split_size, dim: int = 0):
     """Pieces of ``split_size`` along dim (the last may be smaller), or sizes from a list."""
-    if not -x.ndim <= dim < x.ndim:
-        raise ValueError(f"split: dim {dim} is out of range for {x.ndim} dimensions")
-    dim %= x.ndim
+    tensor_arg("split", "input", x)
+    dim = dim_arg("split", "dim", dim, x.ndim)
     n = x.shape[dim]
     if isinstance(split_size, (int, np.integer)):
-        if split_size <= 0:
-            raise ValueError(f"split: split_size must be positive, got {split_size}")
+        split_size = int_arg("split", "split_size", split_size, low=1)
         sizes = [min(split_size, n - s) for s in range(0, n, split_size)]
     else:
+        if not isinstance(split_size, (tuple, list)) or not all(
+                isinstance(s, (int, np.integer)) for s in split_size):
+            raise TypeError(f"split: split_size must be an int or a list of ints, got "
+                            f"{describe(split_size)}")
         sizes = list(split_size)
         if sum(sizes) != n or any(s < 0 for s in sizes):
             raise ValueError(f"split: sizes {sizes} do not add up to {n} (dim {dim})")
@@ -281,8 +287,9 @@ def split(x: Tensor, split_size, dim: int = 0):
 
 
 def chunk(x: Tensor, chunks: int, dim: int = 0):
-    if chunks <= 0:
-        raise ValueError(f"chunk: chunks must be positive, got {chunks}")
+    tensor_arg("chunk", "input", x)
+    int_arg("chunk", "chunks", chunks, low=1)
+    dim = dim_arg("chunk", "dim", dim, x.ndim)
     n = x.shape[dim]
     return split(x, max(-(-n // chunks), 1), dim)
 
@@ -321,6 +328,10 @@ def pad(x: Tensor, pad, mode: str = "constant", value: float = 0.0) -> Tensor:
     pad < size) and 'replicate' (repeat the edge). Reflect and replicate are gathers with
     an index array, so their gradient adds up at the source pixels.
     """
+    tensor_arg("pad", "input", x)
+    if not isinstance(pad, (tuple, list)):
+        raise TypeError(f"pad: pad must be a tuple of ints (left, right, top, bottom, ...), "
+                        f"got {describe(pad)}")
     pad = tuple(pad)
     if len(pad) % 2 or len(pad) // 2 > x.ndim:
         raise ValueError(f"pad: expected an even number of widths for at most {x.ndim} "
@@ -330,6 +341,9 @@ def pad(x: Tensor, pad, mode: str = "constant", value: float = 0.0) -> Tensor:
     if mode not in ("constant", "reflect", "replicate"):
         raise ValueError(f"pad: mode must be 'constant', 'reflect' or 'replicate', got "
                          f"{mode!r}")
+    if not isinstance(value, (int, float, np.number)) or isinstance(value, bool) or \
+            value != value:
+        raise TypeError(f"pad: value must be a number (not NaN), got {describe(value)}")
     widths = [(0, 0)] * x.ndim
     for k in range(len(pad) // 2):
         widths[x.ndim - 1 - k] = (int(pad[2 * k]), int(pad[2 * k + 1]))
@@ -343,7 +357,7 @@ def pad(x: Tensor, pad, mode: str = "constant", value: float = 0.0) -> Tensor:
         n = x.shape[axis]
         if mode == "reflect" and (lo >= n or hi >= n):
             raise ValueError(f"pad: reflect padding ({lo}, {hi}) must be smaller than the "
-                             f"size {n} of dim {axis}")
+                             f"size {n} of dim {axis} of input (shape {x.shape})")
         if n == 0:
             raise ValueError(f"pad: cannot {mode}-pad an empty dim {axis}")
         out = out[(slice(None),) * axis + (_edge_index(n, lo, hi, mode, xp),)]
