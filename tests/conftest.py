@@ -1,8 +1,13 @@
 """Shared fixtures: one ``device`` fixture runs each test on every available device."""
 import os
 
-import numpy as np
-import pytest
+# Tests use small arrays: one BLAS thread is faster there and keeps two test processes (or
+# a test run beside other work) from fighting over the two cores. Benchmarks do not do this.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings
 
 import minidl as md
