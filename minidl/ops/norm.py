@@ -36,10 +36,11 @@ def _channel_sum(a, b=None):
     a, b (N, C, *) -> (C,)
     """
     N, C = a.shape[:2]
-    a3 = a.reshape(N, C, -1)
+    L = int(np.prod(a.shape[2:]))    # not -1: an empty batch (N = 0) must reshape too
+    a3 = a.reshape(N, C, L)
     if b is None:
         return a3.sum(axis=(0, 2))
-    return get_array_module(a).einsum("ncl,ncl->c", a3, b.reshape(N, C, -1))
+    return get_array_module(a).einsum("ncl,ncl->c", a3, b.reshape(N, C, L))
 
 
 def _channel_view(v, ndim):
@@ -346,7 +347,9 @@ class GroupNorm(Function):
         bias = params[-1] if self.has_bias else None
         # The channels of a group are adjacent in memory, so (N * G, M) is a plain view.
         rows = x.shape[0] * self.num_groups
-        xhat, self.invstd = _standardize_rows(x.reshape(rows, -1), self.eps)
+        # values per group, spelled out: reshape(rows, -1) fails for an empty batch
+        self.m = int(np.prod(x.shape[1:])) // self.num_groups
+        xhat, self.invstd = _standardize_rows(x.reshape(rows, self.m), self.eps)
         self.xhat = xhat.reshape(x.shape)
         self.weight = weight
         y = self.xhat.copy() if weight is None else \
@@ -361,7 +364,7 @@ class GroupNorm(Function):
         if self.needs_input_grad[0]:
             g = gy if self.weight is None else gy * _channel_view(self.weight, gy.ndim)
             grads[0] = _standardize_rows_backward(
-                g.reshape(rows, -1), self.xhat.reshape(rows, -1),
+                g.reshape(rows, self.m), self.xhat.reshape(rows, self.m),
                 self.invstd).reshape(gy.shape)
         if self.has_weight:
             grads.append(_channel_sum(gy, self.xhat) if self.needs_input_grad[1] else None)

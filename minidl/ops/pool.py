@@ -340,7 +340,9 @@ class AdaptiveMaxPool2d(Function):
         gx = xp.zeros((N * C, H * W), dtype=gy.dtype)
         plane = xp.arange(N * C).reshape(N * C, 1)
         # Overlapping bins can share a winner, so the scatter must add repeated indices.
-        _scatter_add(xp, gx, (plane, self.index.reshape(N * C, -1)), gy.reshape(N * C, -1))
+        bins = gy.shape[2] * gy.shape[3]     # not -1: N * C may be 0 (an empty batch)
+        _scatter_add(xp, gx, (plane, self.index.reshape(N * C, bins)),
+                     gy.reshape(N * C, bins))
         return gx.reshape(N, C, H, W)
 
     def indices(self):
