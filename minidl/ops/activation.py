@@ -201,6 +201,9 @@ class Softmax(Function):
 
     def forward(self, x):
         xp = get_array_module(x)
+        if x.size == 0:      # nothing to normalise (and max of nothing is undefined)
+            self.y = x.copy()
+            return self.y
         e = x - x.max(axis=self.dim, keepdims=True)
         xp.exp(e, out=e)
         e /= e.sum(axis=self.dim, keepdims=True)
@@ -227,6 +230,9 @@ class LogSoftmax(Function):
 
     def forward(self, x):
         xp = get_array_module(x)
+        if x.size == 0:
+            self.y = x.copy()
+            return self.y
         y = x - x.max(axis=self.dim, keepdims=True)
         y -= xp.log(xp.exp(y).sum(axis=self.dim, keepdims=True))
         self.y = y
