@@ -235,9 +235,24 @@ def _check_ignore_index(op, ignore_index):
         raise TypeError(f"{op}: ignore_index must be an int, got {ignore_index!r}")
 
 
-def _unbatched(input, target, soft):
+def _unbatched(op, input, target, soft):
     """(C,) input and () target (or (C,) probabilities) -> a batch of one."""
+    if not soft and target.ndim != 0:
+        raise ValueError(f"{op}: for an unbatched input of shape {input.shape} (C,), target "
+                         f"must be one class index (a 0-d tensor), got shape {target.shape}; "
+                         f"a batch of logits is (N, C)")
     return input.reshape(1, -1), target.reshape(1, -1) if soft else target.reshape(1)
+
+
+def _check_nonempty(op, input, reduction, classes=True):
+    """Zero classes is always an error; an empty batch only for reduction='mean'."""
+    if classes and input.ndim >= 2 and input.shape[1] == 0:
+        raise ValueError(f"{op}: input has 0 classes (shape {input.shape}); expected "
+                         f"(N, C, ...) with C >= 1")
+    if reduction == "mean" and input.numel() == 0:
+        raise ValueError(f"{op}: reduction='mean' over an empty batch (input shape "
+                         f"{input.shape}) has no value; use reduction='sum' (0) or skip "
+                         f"the batch")
 
 
 def cross_entropy(input: Tensor, target: Tensor, weight: "Tensor | None" = None,
@@ -274,7 +289,8 @@ def cross_entropy(input: Tensor, target: Tensor, weight: "Tensor | None" = None,
     soft = target.dtype.kind == "f" and target.shape == input.shape
     unbatched = input.ndim == 1
     if unbatched:
-        input, target = _unbatched(input, target, soft)
+        input, target = _unbatched(op, input, target, soft)
+    _check_nonempty(op, input, reduction)
     weight_array = _class_weight(op, weight, input)
     if soft:
         if target.device != input.device:
@@ -318,7 +334,8 @@ def nll_loss(input: Tensor, target: Tensor, weight: "Tensor | None" = None,
     _check_ignore_index(op, ignore_index)
     unbatched = input.ndim == 1
     if unbatched:
-        input, target = _unbatched(input, target, False)
+        input, target = _unbatched(op, input, target, False)
+    _check_nonempty(op, input, reduction)
     weight_array = _class_weight(op, weight, input)
     _check_class_target(op, input, target, ignore_index)
     out = NLLLoss(weight_array, int(ignore_index), reduction).apply(input, target)
@@ -398,6 +415,7 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     """
     _check_pair("mse_loss", input, target)
     _check_reduction("mse_loss", reduction)
+    _check_nonempty("mse_loss", input, reduction, classes=False)
     return MSELoss(reduction).apply(input, target)
 
 
@@ -414,6 +432,7 @@ def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     """
     _check_pair("l1_loss", input, target)
     _check_reduction("l1_loss", reduction)
+    _check_nonempty("l1_loss", input, reduction, classes=False)
     return L1Loss(reduction).apply(input, target)
 
 
@@ -505,6 +524,7 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor,
     op = "binary_cross_entropy_with_logits"
     _check_pair(op, input, target)
     _check_reduction(op, reduction)
+    _check_nonempty(op, input, reduction, classes=False)
     weight_array = _broadcast_constant(op, "weight", weight, input)
     pos_weight_array = _broadcast_constant(op, "pos_weight", pos_weight, input)
     return BCEWithLogits(reduction, weight_array, pos_weight_array).apply(input, target)
