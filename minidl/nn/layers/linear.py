@@ -21,7 +21,7 @@ def linear(input: Tensor, weight: Tensor, bias: "Tensor | None" = None) -> Tenso
               tensor ops, so it can be differentiated twice.
 
     Raises:
-        TypeError: input or weight is not a Tensor.
+        TypeError: input, weight or bias is not a float Tensor, or their dtypes differ.
         ValueError: input's last dim differs from weight's in_features, or bias is not
             (out_features,).
 
@@ -31,6 +31,12 @@ def linear(input: Tensor, weight: Tensor, bias: "Tensor | None" = None) -> Tenso
     if not isinstance(input, Tensor) or not isinstance(weight, Tensor):
         raise TypeError(f"linear: expected Tensors for input and weight, got "
                         f"{type(input).__name__} and {type(weight).__name__}")
+    for name, t in (("input", input), ("weight", weight)):
+        if t.dtype.kind != "f":
+            raise TypeError(f"linear: {name} must be a float tensor, got dtype {t.dtype}")
+    if input.dtype != weight.dtype:
+        raise TypeError(f"linear: input dtype {input.dtype} and weight dtype {weight.dtype} "
+                        f"differ")
     if weight.ndim != 2:
         raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got "
                          f"shape {weight.shape}")
@@ -38,11 +44,18 @@ def linear(input: Tensor, weight: Tensor, bias: "Tensor | None" = None) -> Tenso
         raise ValueError(f"linear: input has {input.shape[-1] if input.ndim else 0} "
                          f"features (shape {input.shape}) but weight expects "
                          f"{weight.shape[1]} (weight shape {weight.shape})")
+    if bias is not None:
+        if not isinstance(bias, Tensor):
+            raise TypeError(f"linear: bias must be a Tensor or None, got "
+                            f"{type(bias).__name__}")
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(f"linear: bias must have shape ({weight.shape[0]},), got "
+                             f"{bias.shape}")
+        if bias.dtype != weight.dtype:
+            raise TypeError(f"linear: bias dtype {bias.dtype} differs from weight dtype "
+                            f"{weight.dtype}")
     y = input @ weight.T
     if bias is not None:
-        if not isinstance(bias, Tensor) or bias.shape != (weight.shape[0],):
-            raise ValueError(f"linear: bias must have shape ({weight.shape[0]},), got "
-                             f"{getattr(bias, 'shape', type(bias).__name__)}")
         y = y + bias
     return y
 
