@@ -122,12 +122,15 @@ class Module:
                                  f"(call super().__init__() first in "
                                  f"{type(self).__name__}.__init__)")
 
-    @staticmethod
-    def _check_name(name, what: str) -> None:
+    def _check_name(self, name, what: str) -> None:
+        # KeyError for a bad name string, as PyTorch raises.
+        owner = type(self).__name__
         if not isinstance(name, str):
-            raise TypeError(f"{what} name should be a string, got {type(name).__name__}")
+            raise TypeError(f"{owner}: {what} name should be a string, got "
+                            f"{type(name).__name__} {name!r}")
         if "." in name or name == "":
-            raise KeyError(f"{what} name can't contain '.' or be empty, got {name!r}")
+            raise KeyError(f"{owner}: {what} name can't contain '.' or be empty, got "
+                           f"{name!r}")
 
     def register_parameter(self, name: str, param: "Parameter | None") -> None:
         """Add a Parameter (or None, a declared but absent one like ``bias=False``)."""
@@ -164,7 +167,8 @@ class Module:
         self._check_ready("child modules")
         self._check_name(name, "module")
         if module is not None and not isinstance(module, Module):
-            raise TypeError(f"{type(module).__name__} is not a Module subclass")
+            raise TypeError(f"{type(self).__name__}: module {name!r} must be an nn.Module or "
+                            f"None, got {type(module).__name__}, which is not a Module")
         if hasattr(self, name) and name not in self._modules:
             raise KeyError(f"attribute '{name}' already exists")
         self._modules[name] = module

@@ -5,6 +5,7 @@ new tensor, because overwriting the input would corrupt the graph that made it.
 """
 from __future__ import annotations
 
+from ..._checks import real_arg
 from ...ops import activation as _act
 from ...tensor import Tensor
 from ..module import Module
@@ -51,6 +52,8 @@ class Hardtanh(Module):
 
     def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False):
         super().__init__()
+        real_arg("Hardtanh", "min_val", min_val)
+        real_arg("Hardtanh", "max_val", max_val)
         if not min_val < max_val:
             raise ValueError(f"Hardtanh: min_val must be less than max_val, got "
                              f"min_val={min_val}, max_val={max_val}")

@@ -172,9 +172,12 @@ class Conv2d(_ConvNd):
         if self.padding_mode == "zeros":
             return _conv.conv2d(input, self.weight, self.bias, self.stride, self.padding,
                                 self.dilation, self.groups)
-        if not isinstance(input, Tensor) or input.ndim != 4:
-            raise ValueError(f"Conv2d: expected a 4-D (N, C, H, W) input, got "
-                             f"{getattr(input, 'shape', type(input).__name__)}")
+        if not isinstance(input, Tensor):
+            raise TypeError(f"Conv2d: input must be a minidl Tensor, got "
+                            f"{type(input).__name__}")
+        if input.ndim != 4:
+            raise ValueError(f"Conv2d: expected a 4-D (N, C, H, W) input, got shape "
+                             f"{input.shape}")
         ph, pw = self._explicit_padding()
         if self.padding_mode == "circular":
             x = _circular_pad(input, pw, ph)

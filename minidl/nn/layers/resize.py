@@ -1,6 +1,7 @@
 """Upsample: resize (N, C, H, W) batches by nearest or bilinear interpolation."""
 from __future__ import annotations
 
+from ..._checks import real_arg
 from ...ops import resize as _resize
 from ...tensor import Tensor
 from ..module import Module
@@ -29,6 +30,10 @@ class Upsample(Module):
                              f"scale_factor, got size={size!r}, scale_factor="
                              f"{scale_factor!r}")
         self.size = size
+        name = type(self).__name__
+        for s in scale_factor if isinstance(scale_factor, (tuple, list)) else [scale_factor]:
+            if s is not None:
+                real_arg(name, "scale_factor", s, low=0, low_open=True)
         # Stored as floats, as PyTorch does (so the printed form matches).
         if isinstance(scale_factor, (tuple, list)):
             self.scale_factor = tuple(float(s) for s in scale_factor)
