@@ -247,8 +247,8 @@ def bench_conv(args, torch) -> None:
 # ---- training steps --------------------------------------------------------------------
 def _torch_resnet(torch, kind: str, num_classes: int):
     """torchvision's resnet18 if present, else a local BasicBlock ResNet of the same shape;
-    CIFAR ResNet-20 (He et al. 2016: 3 stages of 3 blocks, 16/32/64 channels) locally,
-    with 1x1-conv projection shortcuts where the shape changes."""
+    CIFAR ResNet-20 (He et al. 2016: 3 stages of 3 blocks, 16/32/64 channels, option A
+    shortcuts: subsample and zero-pad the channels, no parameters) locally."""
     nn = torch.nn
     if kind == "resnet18":
         try:
@@ -257,15 +257,30 @@ def _torch_resnet(torch, kind: str, num_classes: int):
         except ImportError:
             pass
 
+    class PadShortcut(nn.Module):
+        def __init__(self, extra):
+            super().__init__()
+            self.extra = extra
+
+        def forward(self, x):
+            x = x[:, :, ::2, ::2]
+            return nn.functional.pad(x, (0, 0, 0, 0, self.extra // 2, self.extra
+                                         - self.extra // 2))
+
     class Block(nn.Module):
-        def __init__(self, cin, cout, stride):
+        def __init__(self, cin, cout, stride, option_a):
             super().__init__()
             self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
             self.b1 = nn.BatchNorm2d(cout)
             self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
             self.b2 = nn.BatchNorm2d(cout)
-            self.short = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
-                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            if stride == 1 and cin == cout:
+                self.short = nn.Identity()
+            elif option_a:
+                self.short = PadShortcut(cout - cin)
+            else:
+                self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                           nn.BatchNorm2d(cout))
 
         def forward(self, x):
             y = torch.relu(self.b1(self.c1(x)))
@@ -281,7 +296,8 @@ def _torch_resnet(torch, kind: str, num_classes: int):
     layers = []
     for i, wd in enumerate(widths):
         for j in range(blocks):
-            layers.append(Block(cin, wd, 2 if (j == 0 and i > 0) else 1))
+            layers.append(Block(cin, wd, 2 if (j == 0 and i > 0) else 1,
+                                option_a=kind != "resnet18"))
             cin = wd
     return nn.Sequential(*stem, *layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                          nn.Linear(cin, num_classes))

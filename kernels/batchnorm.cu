@@ -16,6 +16,23 @@
 
 #define BN_THREADS 512
 
+// The values of one channel that a thread owns: k = threadIdx.x, + blockDim.x, ... < N*S,
+// with k = n*S + s tracked as (n, s) by additions (no 64-bit division per element).
+struct ChannelWalk {
+    long long n, s, step_n, step_s, S;
+    __device__ ChannelWalk(long long start, long long step, long long S_)
+        : n(start / S_), s(start % S_), step_n(step / S_), step_s(step % S_), S(S_) {}
+    __device__ void next()
+    {
+        s += step_s;
+        n += step_n;
+        if (s >= S) {
+            s -= S;
+            ++n;
+        }
+    }
+};
+
 // Sum of v over the block; every thread gets the total. buf has blockDim.x slots.
 __device__ double block_sum(double v, double* buf)
 {
@@ -40,15 +57,15 @@ __device__ void batch_norm_stats(const T* __restrict__ x, T* __restrict__ mean,
     // A loop, not an if: the grid may hold fewer blocks than channels.
     for (int c = blockIdx.x; c < C; c += gridDim.x) {
         double sum = 0.0;
-        for (long long k = threadIdx.x; k < M; k += blockDim.x) {
-            sum += (double)x[((k / S) * C + c) * S + k % S];
+        for (ChannelWalk k(threadIdx.x, blockDim.x, S); k.n < N; k.next()) {
+            sum += (double)x[(k.n * C + c) * S + k.s];
         }
         double mu = block_sum(sum, buf) / (double)M;
         // Second pass over the (cached) channel: sum of squared deviations, which keeps
         // its precision where E[x^2] - E[x]^2 would cancel.
         double sq = 0.0;
-        for (long long k = threadIdx.x; k < M; k += blockDim.x) {
-            double d = (double)x[((k / S) * C + c) * S + k % S] - mu;
+        for (ChannelWalk k(threadIdx.x, blockDim.x, S); k.n < N; k.next()) {
+            double d = (double)x[(k.n * C + c) * S + k.s] - mu;
             sq += d * d;
         }
         double v = block_sum(sq, buf) / (double)M;
@@ -86,8 +103,8 @@ __device__ void batch_norm_backward(const T* __restrict__ gy, const T* __restric
         T mu = mean[c];
         T invstd = T(1) / sqrt(var[c] + eps);
         double sum_gy = 0.0, sum_gy_xhat = 0.0;
-        for (long long k = threadIdx.x; k < M; k += blockDim.x) {
-            long long at = ((k / S) * C + c) * S + k % S;
+        for (ChannelWalk k(threadIdx.x, blockDim.x, S); k.n < N; k.next()) {
+            long long at = (k.n * C + c) * S + k.s;
             double g = (double)gy[at];
             sum_gy += g;
             sum_gy_xhat += g * (double)((x[at] - mu) * invstd);
@@ -98,8 +115,8 @@ __device__ void batch_norm_backward(const T* __restrict__ gy, const T* __restric
         T mean_gy = (T)(sum_gy / (double)M);
         T mean_gy_xhat = (T)(sum_gy_xhat / (double)M);
         T scale = weight[c] * invstd;
-        for (long long k = threadIdx.x; k < M; k += blockDim.x) {
-            long long at = ((k / S) * C + c) * S + k % S;
+        for (ChannelWalk k(threadIdx.x, blockDim.x, S); k.n < N; k.next()) {
+            long long at = (k.n * C + c) * S + k.s;
             T xhat = (x[at] - mu) * invstd;
             gx[at] = scale * (gy[at] - mean_gy - xhat * mean_gy_xhat);
         }

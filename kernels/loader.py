@@ -125,9 +125,10 @@ def elementwise(filename: str, name: str, in_params: str, out_params: str,
         cupy = import_cupy()
         _ensure_cache_dir()
         preamble = "#define MINIDL_ELEMENTWISE_PREAMBLE\n" + source(filename)
+        # No --std option here: CuPy's own headers, which its elementwise code includes,
+        # need the standard CuPy picks (C++17 since CuPy 14; C++14 would fail there).
         found = cupy.ElementwiseKernel(in_params, out_params, operation,
-                                       name="minidl_" + name, preamble=preamble,
-                                       options=_OPTIONS)
+                                       name="minidl_" + name, preamble=preamble)
         _elementwise[key] = found
     return found
 

@@ -539,3 +539,28 @@ def test_gelu_tanh_matches_torch(emulated, dtype):
         activation.gelu_forward(x, "erf")
     with pytest.raises(ValueError, match="one shape and dtype"):
         activation.relu_backward(x, gy[:3])
+
+
+# ---- loader ----------------------------------------------------------------------------
+def test_cache_dir_falls_back_to_a_writable_temp_folder(monkeypatch, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".cupy").write_text("a file where CuPy's cache folder would go")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("CUPY_CACHE_DIR", raising=False)
+    monkeypatch.setattr(loader.tempfile, "gettempdir", lambda: str(tmp_path))
+    loader._ensure_cache_dir()
+    assert loader.os.environ["CUPY_CACHE_DIR"] == str(tmp_path / "minidl-cupy-kernel-cache")
+    assert (tmp_path / "minidl-cupy-kernel-cache").is_dir()
+    monkeypatch.setenv("CUPY_CACHE_DIR", "/somewhere/chosen")
+    loader._ensure_cache_dir()                      # a user's choice is kept
+    assert loader.os.environ["CUPY_CACHE_DIR"] == "/somewhere/chosen"
+
+
+def test_kernel_names_and_dtypes():
+    assert loader.kernel_suffix(np.float32) == "_float"
+    assert loader.kernel_suffix("float64") == "_double"
+    with pytest.raises(TypeError, match="float32 or float64"):
+        loader.kernel_suffix(np.float16)
+    assert loader.grid_size(0) == 1 and loader.grid_size(257) == 2
+    assert loader.grid_size(10**12) == 65535
