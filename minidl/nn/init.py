@@ -18,6 +18,7 @@ import numbers
 import numpy as np
 
 from .. import backend
+from .._checks import real_arg
 from ..grad_mode import no_grad
 from ..tensor import Tensor
 
@@ -50,11 +51,12 @@ def calculate_gain(nonlinearity: str, param=None) -> float:
     if nonlinearity == "leaky_relu":
         if param is None:
             slope = 0.01
-        elif isinstance(param, numbers.Real) and not isinstance(param, bool):
+        elif isinstance(param, numbers.Real) and not isinstance(param, bool) and \
+                not math.isnan(param):
             slope = float(param)
         else:
-            raise ValueError(f"calculate_gain: negative_slope {param!r} is not a valid "
-                             f"number")
+            raise ValueError(f"calculate_gain: param (the negative_slope) {param!r} is not a "
+                             f"valid number")
         return math.sqrt(2.0 / (1 + slope ** 2))
     if nonlinearity == "selu":
         return 3.0 / 4
@@ -71,15 +73,15 @@ def _check_tensor(tensor, op: str) -> None:
         raise TypeError(f"{op}: expected a floating-point tensor, got dtype {tensor.dtype}")
 
 
-def _calculate_fan_in_and_fan_out(tensor: Tensor) -> tuple:
+def _calculate_fan_in_and_fan_out(tensor: Tensor, op: str = "init") -> tuple:
     """(fan_in, fan_out) of a weight, as in PyTorch.
 
     Linear (out, in): (in, out). Conv (out, in/groups, kh, kw): fan_in = in/groups*kh*kw,
     fan_out = out*kh*kw.
     """
     if tensor.ndim < 2:
-        raise ValueError(f"Fan in and fan out can not be computed for tensor with fewer "
-                         f"than 2 dimensions (got shape {tensor.shape})")
+        raise ValueError(f"{op}: fan in and fan out can not be computed for a tensor with "
+                         f"fewer than 2 dimensions (got shape {tensor.shape})")
     receptive = int(np.prod(tensor.shape[2:])) if tensor.ndim > 2 else 1
     return tensor.shape[1] * receptive, tensor.shape[0] * receptive
 
@@ -132,6 +134,7 @@ def ones_(tensor: Tensor) -> Tensor:
 def constant_(tensor: Tensor, val: float) -> Tensor:
     """Fill with ``val`` in place. >>> nn.init.constant_(layer.bias, 0.1)"""
     _check_tensor(tensor, "constant_")
+    real_arg("constant_", "val", val)
     with no_grad():
         tensor.data[...] = val
     return tensor
@@ -143,6 +146,7 @@ def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
     >>> nn.init.uniform_(w, -0.1, 0.1)
     """
     _check_tensor(tensor, "uniform_")
+    a, b = real_arg("uniform_", "a", a), real_arg("uniform_", "b", b)
     if not a <= b:
         raise ValueError(f"uniform_: expected a <= b, got a={a}, b={b}")
     return _fill_uniform(tensor, a, b)
@@ -154,6 +158,7 @@ def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
     >>> nn.init.normal_(w, 0.0, 0.01)
     """
     _check_tensor(tensor, "normal_")
+    mean, std = real_arg("normal_", "mean", mean), real_arg("normal_", "std", std)
     if std < 0:
         raise ValueError(f"normal_: std must be non-negative, got {std}")
     return _fill_normal(tensor, mean, std)
@@ -166,6 +171,8 @@ def trunc_normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0, a: float 
     >>> nn.init.trunc_normal_(w, std=0.02)
     """
     _check_tensor(tensor, "trunc_normal_")
+    mean, std = real_arg("trunc_normal_", "mean", mean), real_arg("trunc_normal_", "std", std)
+    a, b = real_arg("trunc_normal_", "a", a), real_arg("trunc_normal_", "b", b)
     if std <= 0 or not a < b:
         raise ValueError(f"trunc_normal_: expected std > 0 and a < b, got std={std}, "
                          f"a={a}, b={b}")
@@ -195,7 +202,7 @@ def xavier_uniform_(tensor: Tensor, gain: float = 1.0) -> Tensor:
     _check_tensor(tensor, "xavier_uniform_")
     if _no_elements(tensor):
         return tensor
-    fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
+    fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor, "xavier_uniform_")
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return _fill_uniform(tensor, -bound, bound)
 
@@ -208,7 +215,7 @@ def xavier_normal_(tensor: Tensor, gain: float = 1.0) -> Tensor:
     _check_tensor(tensor, "xavier_normal_")
     if _no_elements(tensor):
         return tensor
-    fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
+    fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor, "xavier_normal_")
     return _fill_normal(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
 
 
@@ -220,6 +227,7 @@ def kaiming_uniform_(tensor: Tensor, a: float = 0, mode: str = "fan_in",
     >>> nn.init.kaiming_uniform_(conv.weight, mode="fan_out", nonlinearity="relu")
     """
     _check_tensor(tensor, "kaiming_uniform_")
+    real_arg("kaiming_uniform_", "a", a)
     if _no_elements(tensor):
         return tensor
     fan = _calculate_correct_fan(tensor, mode)
@@ -234,6 +242,7 @@ def kaiming_normal_(tensor: Tensor, a: float = 0, mode: str = "fan_in",
     >>> nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
     """
     _check_tensor(tensor, "kaiming_normal_")
+    real_arg("kaiming_normal_", "a", a)
     if _no_elements(tensor):
         return tensor
     fan = _calculate_correct_fan(tensor, mode)
