@@ -110,7 +110,10 @@ class Subset(Dataset):
     """The samples of ``dataset`` at ``indices``, in that order."""
 
     def __init__(self, dataset, indices: Sequence[int]):
-        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        raw = np.asarray(indices)
+        if raw.size and raw.dtype.kind not in "iu":   # 0.5 would truncate to 0 silently
+            raise TypeError(f"Subset: indices must be ints, got dtype {raw.dtype}")
+        indices = raw.astype(np.int64).reshape(-1)
         n = len(dataset)
         if indices.size and (indices.min() < -n or indices.max() >= n):
             raise IndexError(f"Subset: indices must be in [0, {n}) for a dataset of {n} "
@@ -165,7 +168,8 @@ def random_split(dataset, lengths: Sequence, generator=None, seed=None) -> list:
     if all(isinstance(v, numbers.Real) and 0 <= v <= 1 for v in lengths) and \
             not all(isinstance(v, numbers.Integral) for v in lengths):
         if abs(sum(lengths) - 1) > 1e-6:
-            raise ValueError(f"random_split: fractions must sum to 1, got {sum(lengths)}")
+            raise ValueError(f"random_split: lengths given as fractions must sum to 1, got "
+                             f"{lengths} (sum {sum(lengths)})")
         sizes = [int(np.floor(n * f)) for f in lengths]
         for i in range(n - sum(sizes)):
             sizes[i % len(sizes)] += 1

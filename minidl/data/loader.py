@@ -87,6 +87,13 @@ class DataLoader:
                  batch_sampler=None, drop_last: bool = False, collate_fn=None, device=None,
                  seed: int = None, generator=None, batch_transform=None,
                  num_workers: int = 0):
+        if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
+            raise TypeError(f"DataLoader: dataset must have __len__ and __getitem__ (a "
+                            f"Dataset), got {type(dataset).__name__}")
+        for name, value in (("sampler", sampler), ("batch_sampler", batch_sampler)):
+            if value is not None and not hasattr(value, "__iter__"):
+                raise TypeError(f"DataLoader: {name} must be an iterable of indices, got "
+                                f"{type(value).__name__}")
         if num_workers not in (0, None):
             raise ValueError(f"DataLoader: num_workers must be 0 (minidl loads in the main "
                              f"process; use batched transforms for speed), got {num_workers}")

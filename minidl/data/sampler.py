@@ -106,8 +106,10 @@ class WeightedRandomSampler(Sampler):
             raise ValueError(f"WeightedRandomSampler: weights must be a non-empty 1-D "
                              f"sequence, got shape {w.shape}")
         if not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
-            raise ValueError("WeightedRandomSampler: weights must be finite, non-negative "
-                             "and not all zero")
+            bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
+            given = f"{float(w[bad[0]])!r} at index {int(bad[0])}" if bad.size else "all 0"
+            raise ValueError(f"WeightedRandomSampler: weights must be finite, non-negative "
+                             f"and not all zero, got {given}")
         self.weights = w
         self.num_samples = _positive_int(num_samples, "WeightedRandomSampler", "num_samples")
         self.replacement = bool(replacement)
