@@ -80,6 +80,8 @@ def value_range(value, name: str, arg: str, center: float = 0.0, low: float = -n
         value = (float(value[0]), float(value[1]))
     else:
         raise TypeError(f"{name}: {arg} must be a number or a pair (min, max), got {value!r}")
+    if np.isnan(value).any():
+        raise ValueError(f"{name}: {arg} must not be NaN, got {value}")
     if value[0] > value[1]:
         raise ValueError(f"{name}: {arg} must be (min, max) with min <= max, got {value}")
     value = (max(value[0], low), min(value[1], high))
@@ -231,6 +233,9 @@ class Compose(Transform):
     integer_ok = True
 
     def __init__(self, transforms: Sequence[Transform]):
+        if not isinstance(transforms, (list, tuple)):
+            raise TypeError(f"Compose: transforms must be a list of Transforms, got "
+                            f"{type(transforms).__name__}")
         transforms = list(transforms)
         for i, t in enumerate(transforms):
             if not isinstance(t, Transform):

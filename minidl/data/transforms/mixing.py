@@ -31,7 +31,7 @@ class _Mix:
 
     def __init__(self, alpha: float = 1.0, num_classes: int = None):
         name = type(self).__name__
-        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or alpha <= 0:
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not alpha > 0:
             raise ValueError(f"{name}: alpha must be a positive number, got {alpha!r}")
         if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) \
                 or num_classes < 1:

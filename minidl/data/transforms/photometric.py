@@ -290,7 +290,7 @@ class PCALighting(Transform):
     """
 
     def __init__(self, alphastd: float = 0.1, eigval=None, eigvec=None):
-        if not isinstance(alphastd, numbers.Real) or alphastd < 0:
+        if not isinstance(alphastd, numbers.Real) or not alphastd >= 0:   # NaN too
             raise ValueError(f"PCALighting: alphastd must be a non-negative number, got "
                              f"{alphastd!r}")
         self.alphastd = float(alphastd)
