@@ -17,6 +17,7 @@ import pathlib
 import re
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -60,28 +61,56 @@ def test_cu_files_are_the_loaders_list():
     assert sorted(_cu_sources()) == sorted(loader.CU_FILES)
 
 
-def test_registry_every_loaded_kernel_exists_and_every_kernel_is_loaded():
-    cu = _cu_sources()
+def registry_problems(cu: dict, py: dict) -> list:
+    """What is wrong between the .cu sources and the launchers: a kernel asked for but not
+    defined, a kernel defined but never asked for, and the same for the per-value
+    functions of a file used as an ElementwiseKernel preamble."""
     defined = {(f, name) for f, code in cu.items() for name in _GLOBAL.findall(code)}
-    loaded, ew_used = set(), set()
-    for pyname, code in _py_sources().items():
+    loaded, ew_used, problems = set(), set(), []
+    for pyname, code in py.items():
         for f, name, typed in _LOAD.findall(code):
             # With a dtype argument the launcher gets name_float / name_double.
             loaded |= {(f, name + "_float"), (f, name + "_double")} if typed else {(f, name)}
         ew_files = set(_ELEMENTWISE_FILE.findall(code))
         for key, fn in _ELEMENTWISE_OP.findall(code):
-            assert key == fn, f"{pyname}: elementwise kernel {key!r} calls {fn!r}"
-            assert len(ew_files) == 1, f"{pyname}: elementwise kernels of several files"
-            ew_used.add((next(iter(ew_files)), fn))
-    # The per-value functions of a file that serves as an ElementwiseKernel preamble.
+            if key != fn:
+                problems.append(f"{pyname}: elementwise kernel {key!r} calls {fn!r}")
+            if len(ew_files) != 1:
+                problems.append(f"{pyname}: elementwise kernels of {len(ew_files)} files")
+            else:
+                ew_used.add((next(iter(ew_files)), fn))
     device_fns = {(f, name) for f in {f for f, _ in ew_used}
-                  for name in _DEVICE_TEMPLATE.findall(cu[f])}
-    assert loaded, "no loader.kernel call found: the registry regex is out of date"
-    assert ew_used, "no elementwise kernel found: the registry regex is out of date"
-    assert sorted(loaded - defined) == [], "launchers ask for kernels that no .cu defines"
-    assert sorted(defined - loaded) == [], ".cu kernels that no launcher uses"
-    assert sorted(ew_used - device_fns) == [], "elementwise bodies without a .cu function"
-    assert sorted(device_fns - ew_used) == [], ".cu activation functions nobody uses"
+                  for name in _DEVICE_TEMPLATE.findall(cu.get(f, ""))}
+    problems += [f"asked for but not defined: {f} {n}" for f, n in sorted(loaded - defined)]
+    problems += [f"defined but never used: {f} {n}" for f, n in sorted(defined - loaded)]
+    problems += [f"elementwise body without a function: {f} {n}"
+                 for f, n in sorted(ew_used - device_fns)]
+    problems += [f"function no elementwise kernel uses: {f} {n}"
+                 for f, n in sorted(device_fns - ew_used)]
+    return problems
+
+
+def test_registry_every_loaded_kernel_exists_and_every_kernel_is_loaded():
+    cu, py = _cu_sources(), _py_sources()
+    assert _LOAD.findall(py["pool.py"]), "no loader.kernel call found: regex out of date"
+    assert _ELEMENTWISE_OP.findall(py["activation.py"]), "elementwise regex out of date"
+    assert registry_problems(cu, py) == []
+
+
+def test_registry_catches_a_missing_and_an_unused_kernel():
+    cu, py = _cu_sources(), _py_sources()
+    broken = dict(cu, **{"pool.cu": cu["pool.cu"].replace("avg_pool2d_backward_double(",
+                                                          "avg_pool2d_backward_dbl(")})
+    assert registry_problems(broken, py) == [
+        "asked for but not defined: pool.cu avg_pool2d_backward_double",
+        "defined but never used: pool.cu avg_pool2d_backward_dbl"]
+    unused = dict(cu, **{"activation.cu": cu["activation.cu"] + (
+        "template <typename T>\n__device__ T swish_forward(T x) { return x; }\n")})
+    assert registry_problems(unused, py) == [
+        "function no elementwise kernel uses: activation.cu swish_forward"]
+    no_call = dict(py, **{"dropout.py": py["dropout.py"].replace(
+        'loader.kernel("dropout.cu", "dropout_mask")', "None")})
+    assert registry_problems(cu, no_call) == ["defined but never used: dropout.cu dropout_mask"]
 
 
 def test_registry_matches_the_elementwise_table():
@@ -132,7 +161,7 @@ def test_importing_the_kernels_does_not_import_cupy():
             "minidl.kernels.activation, minidl.kernels.batchnorm, minidl.kernels.dropout, "
             "minidl.kernels.im2col, minidl.kernels.softmax_xent, minidl.kernels.emulate; "
             "assert 'cupy' not in sys.modules, 'cupy imported'")
-    subprocess.run([__import__("sys").executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # ---- nvcc ------------------------------------------------------------------------------
