@@ -86,6 +86,9 @@ def _check_input(op, x, min_ndim):
     if x.ndim < min_ndim:
         raise ValueError(f"{op}: expected input with at least {min_ndim} dimensions "
                          f"(N, C, ...), got shape {x.shape}")
+    if min_ndim >= 2 and x.shape[1] == 0:
+        raise ValueError(f"{op}: input has 0 channels (shape {x.shape}); expected (N, C, ...) "
+                         f"with C >= 1")
 
 
 def _check_param(op, name, p, shape, x):

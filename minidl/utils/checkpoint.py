@@ -64,7 +64,7 @@ def save(obj, path) -> None:
     >>> load("ckpt.npz")["epoch"]
     3
     """
-    path = os.fspath(path)
+    path = _path_arg("save", path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"save: the folder {folder!r} of checkpoint {path!r} does "
@@ -99,6 +99,13 @@ def save(obj, path) -> None:
             pass
         raise
     _fsync_folder(folder)
+
+
+def _path_arg(op: str, path) -> str:
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise TypeError(f"{op}: path must be a str, bytes or os.PathLike, got "
+                        f"{type(path).__name__} {path!r}")
+    return os.fspath(path)
 
 
 def _write_array(zf: zipfile.ZipFile, key: str, array: np.ndarray) -> None:
@@ -199,8 +206,11 @@ def load(path, map_location=None):
 
     >>> ckpt = load("ckpt.npz", map_location="cuda")
     """
-    path = os.fspath(path)
-    device = Device.parse(map_location) if map_location is not None else Device("cpu")
+    path = _path_arg("load", path)
+    try:
+        device = Device.parse(map_location) if map_location is not None else Device("cpu")
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"load: map_location: {exc}") from None
     if not os.path.exists(path):
         raise FileNotFoundError(f"load: no checkpoint file at {path!r}")
     if os.path.isdir(path):
