@@ -13,6 +13,7 @@ channels), so its state dict loads torchvision's weights key for key.
 """
 from __future__ import annotations
 
+from .._checks import int_arg
 from .. import nn
 
 __all__ = ["AlexNet", "alexnet"]
@@ -27,6 +28,8 @@ class AlexNet(nn.Module):
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5,
                  hidden_features: int = 4096) -> None:
         super().__init__()
+        int_arg("AlexNet", "num_classes", num_classes, low=1)
+        int_arg("AlexNet", "in_channels", in_channels, low=1)
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 64, kernel_size=11, stride=4, padding=2), nn.ReLU(),
             nn.MaxPool2d(kernel_size=3, stride=2),

@@ -11,6 +11,7 @@ data: an anomaly.
 """
 from __future__ import annotations
 
+from .._checks import int_arg, tensor_arg
 from .. import nn
 
 __all__ = ["ConvAutoencoder", "conv_autoencoder"]
@@ -29,6 +30,7 @@ class ConvAutoencoder(nn.Module):
     def __init__(self, in_channels: int = 1, base_width: int = 16, latent_channels: int = 8,
                  sigmoid_output: bool = True) -> None:
         super().__init__()
+        int_arg("ConvAutoencoder", "in_channels", in_channels, low=1)
         w = base_width
         self.encoder = nn.Sequential(
             nn.Conv2d(in_channels, w, kernel_size=3, stride=2, padding=1), nn.ReLU(),
@@ -54,6 +56,11 @@ class ConvAutoencoder(nn.Module):
         return self.decoder(code)
 
     def forward(self, x):
+        # the size check below reads x.shape[2:] before any layer could check the input
+        tensor_arg("ConvAutoencoder", "input", x)
+        if x.ndim != 4:
+            raise ValueError(f"ConvAutoencoder: expected a 4-D input (N, C, H, W), got shape "
+                             f"{x.shape}")
         h, w = x.shape[2], x.shape[3]
         if h % 4 or w % 4:
             raise ValueError(f"ConvAutoencoder: height and width must be multiples of 4 "

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from .._checks import int_arg
 from .. import nn
 from ..nn import functional as F
 from ..ops.shape import cat
@@ -109,6 +110,8 @@ class DenseNet(nn.Module):
                  num_classes: int = 1000, in_channels: int = 3, compression: float = 0.5,
                  cifar_stem: bool = False) -> None:
         super().__init__()
+        int_arg("DenseNet", "num_classes", num_classes, low=1)
+        int_arg("DenseNet", "in_channels", in_channels, low=1)
         if not 0 < compression <= 1:
             raise ValueError(f"DenseNet: compression must be in (0, 1], got {compression}")
         self.features = nn.Sequential()

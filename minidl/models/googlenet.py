@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 
+from .._checks import int_arg
 from .. import nn
 from ..nn import functional as F
 from ..ops.shape import cat
@@ -120,6 +121,8 @@ class GoogLeNet(nn.Module):
                  dropout: float = 0.2, dropout_aux: float = 0.7, branch3_kernel_size: int = 3,
                  init_weights: bool = True, transform_input: bool = False) -> None:
         super().__init__()
+        int_arg("GoogLeNet", "num_classes", num_classes, low=1)
+        int_arg("GoogLeNet", "in_channels", in_channels, low=1)
         self.aux_logits = aux_logits
         self.transform_input = transform_input
 

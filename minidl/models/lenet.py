@@ -13,6 +13,7 @@ The original took 32x32 images; MNIST digits are 28x28, so the first convolution
 """
 from __future__ import annotations
 
+from .._checks import int_arg
 from .. import nn
 
 __all__ = ["LeNet5", "lenet5"]
@@ -31,6 +32,8 @@ class LeNet5(nn.Module):
     def __init__(self, num_classes: int = 10, in_channels: int = 1,
                  activation: str = "tanh") -> None:
         super().__init__()
+        int_arg("LeNet5", "num_classes", num_classes, low=1)
+        int_arg("LeNet5", "in_channels", in_channels, low=1)
         if activation not in _ACTIVATIONS:
             raise ValueError(f"lenet5: activation must be one of {sorted(_ACTIVATIONS)}, "
                              f"got {activation!r}")

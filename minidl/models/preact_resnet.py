@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence, Type, Union
 
+from .._checks import int_arg
 from .. import nn
 from ..nn import functional as F
 from .resnet import conv1x1, conv3x3
@@ -117,6 +118,8 @@ class PreActResNet(nn.Module):
     def __init__(self, block: PreActBlockType, layers: Sequence[int], num_classes: int = 1000,
                  in_channels: int = 3, width: int = 64, cifar_stem: bool = False) -> None:
         super().__init__()
+        int_arg("PreActResNet", "num_classes", num_classes, low=1)
+        int_arg("PreActResNet", "in_channels", in_channels, low=1)
         if len(layers) != 4 or any(int(n) < 1 for n in layers):
             raise ValueError(f"PreActResNet: layers must be 4 positive block counts, got "
                              f"{list(layers)}")
@@ -159,6 +162,8 @@ class PreActCifarResNet(nn.Module):
     def __init__(self, depth: int = 110, num_classes: int = 10, in_channels: int = 3,
                  bottleneck: bool = False, width: int = 16) -> None:
         super().__init__()
+        int_arg("PreActCifarResNet", "num_classes", num_classes, low=1)
+        int_arg("PreActCifarResNet", "in_channels", in_channels, low=1)
         per_block = 9 if bottleneck else 6
         if not isinstance(depth, int) or depth < per_block + 2 or (depth - 2) % per_block:
             raise ValueError(f"PreActCifarResNet: depth must be {per_block}n+2 with n >= 1 "

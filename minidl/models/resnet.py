@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence, Type, Union
 
+from .._checks import int_arg
 from .. import nn
 from ..ops.shape import pad
 
@@ -144,6 +145,8 @@ class ResNet(nn.Module):
                  in_channels: int = 3, zero_init_residual: bool = False,
                  width: int = 64) -> None:
         super().__init__()
+        int_arg("ResNet", "num_classes", num_classes, low=1)
+        int_arg("ResNet", "in_channels", in_channels, low=1)
         if len(layers) != 4 or any(int(n) < 1 for n in layers):
             raise ValueError(f"ResNet: layers must be 4 positive block counts, got "
                              f"{list(layers)}")
@@ -218,6 +221,8 @@ class CifarResNet(nn.Module):
                  shortcut: str = "A", width: int = 16, zero_init_residual: bool = False,
                  block: Type[BasicBlock] = BasicBlock) -> None:
         super().__init__()
+        int_arg("CifarResNet", "num_classes", num_classes, low=1)
+        int_arg("CifarResNet", "in_channels", in_channels, low=1)
         if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
             raise ValueError(f"CifarResNet: depth must be 6n+2 with n >= 1 (20, 32, 44, 56, "
                              f"110), got {depth!r}")

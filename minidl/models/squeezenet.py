@@ -13,6 +13,7 @@ pool turns the maps into logits. Names follow torchvision (``features.3.squeeze`
 """
 from __future__ import annotations
 
+from .._checks import int_arg
 from .. import nn
 from ..ops.shape import cat
 
@@ -57,6 +58,8 @@ class SqueezeNet(nn.Module):
     def __init__(self, version: str = "1_0", num_classes: int = 1000, in_channels: int = 3,
                  dropout: float = 0.5) -> None:
         super().__init__()
+        int_arg("SqueezeNet", "num_classes", num_classes, low=1)
+        int_arg("SqueezeNet", "in_channels", in_channels, low=1)
         self.num_classes = num_classes
         if version == "1_0":
             self.features = nn.Sequential(

@@ -17,6 +17,7 @@ upsampled map to the size of its skip map.
 """
 from __future__ import annotations
 
+from .._checks import int_arg, tensor_arg
 from .. import nn
 from ..ops.shape import cat, pad
 
@@ -53,6 +54,13 @@ class Up(nn.Module):
         return self.conv(cat([skip, x], 1))
 
 
+def _check_nchw(op, x):
+    # the size checks below read x.shape[2:] before any layer could check the input
+    tensor_arg(op, "input", x)
+    if x.ndim != 4:
+        raise ValueError(f"{op}: expected a 4-D input (N, C, H, W), got shape {x.shape}")
+
+
 class UNet(nn.Module):
     """U-Net with ``depth`` poolings; level i has base_width * 2**i channels.
 
@@ -68,6 +76,8 @@ class UNet(nn.Module):
     def __init__(self, in_channels: int = 1, num_classes: int = 2, depth: int = 4,
                  base_width: int = 64, batch_norm: bool = True) -> None:
         super().__init__()
+        int_arg("UNet", "num_classes", num_classes, low=1)
+        int_arg("UNet", "in_channels", in_channels, low=1)
         if not isinstance(depth, int) or depth < 1:
             raise ValueError(f"UNet: depth must be a positive int, got {depth!r}")
         if not isinstance(base_width, int) or base_width < 1:
@@ -83,6 +93,7 @@ class UNet(nn.Module):
         self.outc = nn.Conv2d(widths[0], num_classes, kernel_size=1)
 
     def forward(self, x):
+        _check_nchw("UNet", x)
         h, w = x.shape[2], x.shape[3]
         if min(h, w) < 2 ** self.depth:
             raise ValueError(f"UNet: input of {h}x{w} pixels is too small for depth "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Sequence, Union
 
+from .._checks import int_arg
 from .. import nn
 
 __all__ = ["VGG", "make_layers", "CONFIGS", "vgg11", "vgg11_bn", "vgg13", "vgg13_bn",
@@ -79,6 +80,7 @@ class VGG(nn.Module):
                  hidden_features: int = 4096, pool_size: int = 7, dropout: float = 0.5,
                  init_weights: bool = True) -> None:
         super().__init__()
+        int_arg("VGG", "num_classes", num_classes, low=1)
         convs = [m for m in features.modules() if isinstance(m, nn.Conv2d)]
         if not convs:
             raise ValueError("VGG: features has no Conv2d layer")
@@ -111,6 +113,8 @@ class VGG(nn.Module):
 
 def _vgg(name: str, batch_norm: bool, num_classes: int, in_channels: int, width: int,
          **kwargs) -> VGG:
+    int_arg(name, "num_classes", num_classes, low=1)   # before the features are built
+    int_arg(name, "in_channels", in_channels, low=1)
     if not isinstance(width, int) or width <= 0 or width % 8:
         raise ValueError(f"{name}: width must be a positive multiple of 8, got {width!r}")
     # width scales every block: 64 is the paper's network, smaller widths are for tests.
