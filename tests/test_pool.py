@@ -200,6 +200,8 @@ MAX_CASES = [
     ((1, 2, 7, 9), dict(kernel_size=(3, 2), stride=(1, 3), padding=(1, 1), dilation=(2, 3),
                         ceil_mode=True)),
     ((2, 2, 5, 5), dict(kernel_size=2, stride=1, dilation=2)),
+    ((2, 3, 6, 4), dict(kernel_size=(3, 1))),                       # tiles, non-square
+    ((1, 2, 9, 6), dict(kernel_size=3, stride=3)),                  # tiles, 3x3
 ]
 
 
@@ -228,6 +230,8 @@ AVG_CASES = [
     ((1, 2, 6, 7), dict(kernel_size=(3, 2), stride=(2, 1), padding=(1, 1),
                         divisor_override=5)),
     ((1, 2, 5, 5), dict(kernel_size=2, stride=3)),
+    ((2, 3, 6, 4), dict(kernel_size=(3, 1))),                       # tiles, non-square
+    ((1, 2, 9, 6), dict(kernel_size=3, divisor_override=2)),        # tiles, 3x3
 ]
 
 

@@ -20,7 +20,8 @@ import numpy as np
 from ..backend import get_array_module
 from ..function import Function
 from ..tensor import Tensor
-from .conv import _check_tensor, _is_int, _nonnegative_pair, _positive_pair, _strided
+from .conv import _check_tensor, _is_int, _nonnegative_pair, _positive_pair, _strided, \
+    _window_range
 
 __all__ = ["max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d",
            "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d"]
@@ -46,11 +47,36 @@ def _first_max(windows, xp):
     maximum (a strict > never moves the winner on a tie, as in PyTorch)."""
     y = windows[0].copy()
     winner = xp.zeros(y.shape, dtype=_winner_dtype(len(windows)))
+    better = xp.empty(y.shape, dtype=bool)
+    offset = winner.dtype.type
     for k, v in enumerate(windows[1:], start=1):
-        better = v > y
-        xp.copyto(winner, k, where=better)
+        xp.greater(v, y, out=better)
+        # k only grows along the scan, so where v is better, k is also larger than the
+        # winner so far: a maximum records it without a masked write (which NumPy does
+        # element by element, ten times slower on a random mask).
+        xp.maximum(winner, better * offset(k), out=winner)
         xp.maximum(y, v, out=y)          # also lets NaN through to the output
     return y, winner
+
+
+def _sum_tiles(x, kernel_size):
+    """Sum of each (kh, kw) tile of x (N, C, OH*kh, OW*kw) -> (N, C, OH, OW).
+
+    Two passes of offset adds, along the columns and then along the rows: NumPy's own
+    x.reshape(N, C, OH, kh, OW, kw).sum(axis=(3, 5)) reduces over two strided axes and
+    is an order of magnitude slower.
+    """
+    N, C, H, W = x.shape
+    kh, kw = kernel_size
+    cols = x.reshape(N, C, H, W // kw, kw)
+    rows = cols[..., 0] + cols[..., 1] if kw > 1 else cols[..., 0].copy()
+    for q in range(2, kw):
+        rows += cols[..., q]
+    rows = rows.reshape(N, C, H // kh, kh, W // kw)
+    total = rows[:, :, :, 0] + rows[:, :, :, 1] if kh > 1 else rows[:, :, :, 0].copy()
+    for p in range(2, kh):
+        total += rows[:, :, :, p]
+    return total
 
 
 class _Windows:
@@ -66,44 +92,67 @@ class _Windows:
         self.out_size = (_pool_output_size(H, kh, sh, ph, dh, ceil_mode),
                          _pool_output_size(W, kw, sw, pw, dw, ceil_mode))
         OH, OW = self.out_size
-        # The last window may reach past the right padding (ceil_mode): pad that far.
-        self.pad_end = (max(ph, (OH - 1) * sh + dh * (kh - 1) + 1 - ph - H),
-                        max(pw, (OW - 1) * sw + dw * (kw - 1) + 1 - pw - W))
         self.tiles = (kernel_size == stride and padding == (0, 0) and dilation == (1, 1)
                       and H % kh == 0 and W % kw == 0)
+        # Phase layout. Offset (p, q) of all windows reads every sh-th row and every sw-th
+        # column of the padded input, and NumPy runs about half as fast over such strided
+        # views as over unit-stride rows. So the padded input is stored split by phase,
+        #     xph[a, b, n, c, r, s] = xpad[n, c, r*sh + a, s*sw + b],
+        # and each offset becomes a unit-stride block of one phase (see ``slice``). The
+        # phase buffer reaches as far as any window does (past the right padding with
+        # ceil_mode) and holds every input pixel.
+        rows = max((dh * (kh - 1)) // sh + OH, -(-(H + ph) // sh))
+        cols = max((dw * (kw - 1)) // sw + OW, -(-(W + pw) // sw))
+        self.phase_shape = (sh, sw, N, C, rows, cols)
 
-    @property
-    def padded(self) -> bool:
-        return self.padding != (0, 0) or max(self.pad_end) > 0
+    def _phase_blocks(self):
+        """For each phase (a, b): its block holding real pixels, and those pixels in x."""
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        (_, _, _, _, rows, cols), (H, W) = self.phase_shape, self.x_shape[2:]
+        for a in range(sh):
+            r0, r1, h0 = _window_range(a - ph, sh, rows, H)
+            for b in range(sw):
+                c0, c1, w0 = _window_range(b - pw, sw, cols, W)
+                if r1 > r0 and c1 > c0:
+                    yield ((a, b, slice(None), slice(None), slice(r0, r1), slice(c0, c1)),
+                           (slice(None), slice(None), _strided(h0, r1 - r0, sh),
+                            _strided(w0, c1 - c0, sw)))
 
     def pad(self, x, fill):
-        """x with ``fill`` around it, as far as any window reaches (no copy if none)."""
-        if not self.padded:
-            return x
-        xp = get_array_module(x)
-        N, C, H, W = x.shape
-        (ph, pw), (eh, ew) = self.padding, self.pad_end
-        xpad = xp.full((N, C, ph + H + eh, pw + W + ew), fill, dtype=x.dtype)
-        xpad[:, :, ph:ph + H, pw:pw + W] = x
-        return xpad
+        """x padded with ``fill`` and split by stride phase: (sh, sw, N, C, rows, cols).
 
-    def crop(self, xpad):
-        """The inverse of pad: the part of a padded gradient that lies on the input."""
-        if not self.padded:
-            return xpad
-        xp = get_array_module(xpad)
-        (ph, pw), (_, _, H, W) = self.padding, self.x_shape
-        return xp.ascontiguousarray(xpad[:, :, ph:ph + H, pw:pw + W])
+        For stride 1 without padding this is a view of x, not a copy."""
+        xp = get_array_module(x)
+        if self.stride == (1, 1) and self.phase_shape[4:] == x.shape[2:]:
+            return x[None, None]
+        xph = xp.full(self.phase_shape, fill, dtype=x.dtype)
+        for block, pixels in self._phase_blocks():      # sh*sw strided copies
+            xph[block] = x[pixels]
+        return xph
+
+    def zeros(self, xp, dtype):
+        """A zero gradient buffer in the phase layout of ``pad``."""
+        return xp.zeros(self.phase_shape, dtype=dtype)
+
+    def crop(self, gph):
+        """The inverse of pad: the input's pixels back from a phase-split gradient."""
+        xp = get_array_module(gph)
+        gx = xp.empty(self.x_shape, dtype=gph.dtype)
+        for block, pixels in self._phase_blocks():      # every pixel is in one block
+            gx[pixels] = gph[block]
+        return gx
 
     def offsets(self):
         """(k, p, q) for every kernel offset, k = p*kw + q (row-major, as PyTorch scans)."""
         kh, kw = self.kernel_size
         return [(p * kw + q, p, q) for p in range(kh) for q in range(kw)]
 
-    def slice(self, xpad, p, q):
-        """Offset (p, q) of every window: an (N, C, OH, OW) strided view of xpad."""
+    def slice(self, xph, p, q):
+        """Offset (p, q) of every window: an (N, C, OH, OW) unit-stride view of ``pad``'s
+        phase buffer. Padded row i*sh + p*dh is row i + (p*dh)//sh of phase (p*dh) % sh."""
         (OH, OW), (sh, sw), (dh, dw) = self.out_size, self.stride, self.dilation
-        return xpad[:, :, _strided(p * dh, OH, sh), _strided(q * dw, OW, sw)]
+        (a, r), (b, s) = divmod(p * dh, sh)[::-1], divmod(q * dw, sw)[::-1]
+        return xph[a, b, :, :, r:r + OH, s:s + OW]
 
     def tiled(self, x):
         """(N, C, OH, kh, OW, kw) view of x when the windows tile it exactly."""
@@ -155,13 +204,11 @@ class MaxPool2d(Function):
             for k, p, q in win.offsets():
                 xp.multiply(self.winner == k, gy, out=gx6[:, :, :, p, :, q])
             return gx
-        N, C, H, W = win.x_shape
-        (ph, pw), (eh, ew) = win.padding, win.pad_end
-        gxpad = xp.zeros((N, C, ph + H + eh, pw + W + ew), dtype=gy.dtype)
+        gph = win.zeros(xp, gy.dtype)
         for k, p, q in win.offsets():
             # Overlapping windows reach a pixel from several offsets: add, not assign.
-            win.slice(gxpad, p, q)[...] += gy * (self.winner == k)
-        return win.crop(gxpad)
+            win.slice(gph, p, q)[...] += gy * (self.winner == k)
+        return win.crop(gph)
 
     def indices(self):
         """PyTorch's return_indices: the flat index h*W + w of each window's winner."""
@@ -218,7 +265,7 @@ class AvgPool2d(Function):
         self.windows = win
         self.divisor = self._divisor(win, xp, x.dtype)
         if win.tiles:
-            return win.tiled(x).sum(axis=(3, 5)) / self.divisor
+            return _sum_tiles(x, win.kernel_size) / self.divisor
         xpad = win.pad(x, 0)
         offsets = win.offsets()
         total = win.slice(xpad, *offsets[0][1:]).copy()
@@ -232,16 +279,18 @@ class AvgPool2d(Function):
         win = self.windows
         g = gy / self.divisor
         if win.tiles:
-            # Each cell of a window receives its window's g: a broadcast, written once.
+            # Each cell of a window receives its window's g: repeat g along the columns,
+            # then write each repeated row kh times (whole contiguous rows, no 6-D
+            # broadcast, which NumPy copies element by element).
+            N, C, H, W = win.x_shape
+            kh, kw = win.kernel_size
             gx = xp.empty(win.x_shape, dtype=gy.dtype)
-            win.tiled(gx)[...] = g[:, :, :, None, :, None]
+            gx.reshape(N, C, H // kh, kh, W)[...] = xp.repeat(g, kw, axis=3)[:, :, :, None]
             return gx
-        N, C, H, W = win.x_shape
-        (ph, pw), (eh, ew) = win.padding, win.pad_end
-        gxpad = xp.zeros((N, C, ph + H + eh, pw + W + ew), dtype=gy.dtype)
+        gph = win.zeros(xp, gy.dtype)
         for _, p, q in win.offsets():
-            win.slice(gxpad, p, q)[...] += g
-        return win.crop(gxpad)
+            win.slice(gph, p, q)[...] += g
+        return win.crop(gph)
 
 
 # ---- adaptive pooling ------------------------------------------------------------------
