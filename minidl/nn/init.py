@@ -336,6 +336,8 @@ def lsuv_(model, batch, target_var: float = 1.0, tol: float = 0.1, max_iters: in
     if not isinstance(batch, Tensor):
         raise TypeError(f"lsuv_: batch must be a Tensor of inputs, got "
                         f"{type(batch).__name__}")
+    if batch.numel() == 0:   # no statistics to measure: every variance would be NaN
+        raise ValueError(f"lsuv_: batch is empty (shape {batch.shape}); expected some inputs")
     if not target_var > 0 or not tol > 0:
         raise ValueError(f"lsuv_: target_var and tol must be positive, got target_var="
                          f"{target_var}, tol={tol}")
