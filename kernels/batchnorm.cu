@@ -33,6 +33,24 @@ struct ChannelWalk {
     }
 };
 
+// The channel of element i = (n*C + c)*S + s of a grid-stride loop, as i advances by a
+// constant step: (c, s) are updated by additions and one carry, not by two divisions.
+struct ChannelOfIndex {
+    long long s, S, step_s;
+    int c, C, step_c;
+    __device__ ChannelOfIndex(long long start, long long step, int C_, long long S_)
+        : s(start % S_), S(S_), step_s(step % S_), c((int)((start / S_) % C_)), C(C_),
+          step_c((int)((step / S_) % C_)) {}
+    __device__ void next()
+    {
+        s += step_s;
+        int carry = s >= S ? 1 : 0;
+        s -= carry * S;
+        c += step_c + carry;  // < 2*C: one wrap at most
+        if (c >= C) c -= C;
+    }
+};
+
 // Sum of v over the block; every thread gets the total. buf has blockDim.x slots.
 __device__ double block_sum(double v, double* buf)
 {
@@ -82,9 +100,11 @@ __device__ void batch_norm_forward(const T* __restrict__ x, const T* __restrict_
                                    const T* __restrict__ bias, T* __restrict__ y, T eps,
                                    long long total, int C, long long S)
 {
-    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-         i += (long long)blockDim.x * gridDim.x) {
-        int c = (int)((i / S) % C);
+    long long start = blockIdx.x * (long long)blockDim.x + threadIdx.x;
+    long long step = (long long)blockDim.x * gridDim.x;
+    ChannelOfIndex ch(start, step, C, S);
+    for (long long i = start; i < total; i += step, ch.next()) {
+        int c = ch.c;
         T invstd = T(1) / sqrt(var[c] + eps);
         y[i] = (x[i] - mean[c]) * invstd * weight[c] + bias[c];
     }

@@ -21,22 +21,29 @@ __device__ void im2col(const T* __restrict__ x, T* __restrict__ cols, long long 
                        int N, int C, int H, int W, int kh, int kw, int OH, int OW,
                        int sh, int sw, int ph, int pw, int dh, int dw)
 {
+    // One thread per window (c, n, oh, ow), total = C*N*OH*OW: it copies the kh*kw cells
+    // of its window, so the index arithmetic (divisions) is paid once per window, not
+    // once per copied value. Neighbouring threads (ow fastest) write neighbouring
+    // addresses of each (ki, kj) slice of cols.
+    long long slice = (long long)N * OH * OW;  // distance between two (ki, kj) slices
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)blockDim.x * gridDim.x) {
-        // i enumerates cols in memory order (c, ki, kj, n, oh, ow), ow fastest, so the
-        // writes of neighbouring threads are neighbours in memory.
         int ow = (int)(i % OW);
         int oh = (int)((i / OW) % OH);
-        long long rest = i / ((long long)OW * OH);
-        int n = (int)(rest % N);
-        rest /= N;
-        int kj = (int)(rest % kw);
-        int ki = (int)((rest / kw) % kh);
-        int c = (int)(rest / ((long long)kw * kh));
-        int h = oh * sh - ph + ki * dh;
-        int w = ow * sw - pw + kj * dw;
-        bool inside = h >= 0 && h < H && w >= 0 && w < W;
-        cols[i] = inside ? x[(((long long)n * C + c) * H + h) * W + w] : T(0);
+        long long nc = i / ((long long)OW * OH);  // = c*N + n
+        int n = (int)(nc % N);
+        int c = (int)(nc / N);
+        const T* plane = x + ((long long)n * C + c) * H * W;
+        T* out = cols + (long long)c * kh * kw * slice + (long long)n * OH * OW
+                 + (long long)oh * OW + ow;
+        for (int ki = 0; ki < kh; ++ki) {
+            int h = oh * sh - ph + ki * dh;
+            for (int kj = 0; kj < kw; ++kj) {
+                int w = ow * sw - pw + kj * dw;
+                bool inside = h >= 0 && h < H && w >= 0 && w < W;
+                out[(ki * kw + kj) * slice] = inside ? plane[(long long)h * W + w] : T(0);
+            }
+        }
     }
 }
 

@@ -64,7 +64,7 @@ def im2col(x, kh: int, kw: int, sh: int, sw: int, ph, pw, dh: int, dw: int):
         raise ValueError(f"im2col: kernel ({kh}, {kw}) with dilation ({dh}, {dw}) is larger "
                          f"than the padded input ({H + pt + pb}, {W + pl + pr})")
     cols = xp.empty((C, kh, kw, N, OH, OW), dtype=x.dtype)
-    total = cols.size
+    total = C * N * OH * OW  # one thread per window; each copies its kh*kw cells
     if total:
         k = loader.kernel("im2col.cu", "im2col", x.dtype)
         k((loader.grid_size(total),), (loader.THREADS,),

@@ -396,13 +396,14 @@ def test_batch_norm_matches_torch(emulated, dtype, shape):
 
 
 def test_batch_norm_without_affine_and_many_channels(emulator):
-    # Fewer blocks than channels: the per-channel loop must cover them all.
+    # Fewer blocks than channels: the per-channel loop must cover them all; and the
+    # elementwise forward strides over several channels and planes per step.
     emu = emulate.Emulator(max_blocks=2, max_threads=64)
     mp = pytest.MonkeyPatch()
     mp.setattr(loader, "kernel", emu.kernel)
     try:
         rng = np.random.default_rng(3)
-        x = rng.standard_normal((3, 7, 2, 2))
+        x = rng.standard_normal((3, 7, 5, 3))
         mean, var = batchnorm.batch_norm_stats(x)
         close(var, x.var(axis=(0, 2, 3)))
         y = batchnorm.batch_norm_forward(x, mean, var, None, None, 1e-5)
