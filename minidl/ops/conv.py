@@ -104,8 +104,9 @@ def _window_range(offset: int, stride: int, out_size: int, in_size: int) -> tupl
     """The outputs i whose input coordinate i*stride + offset lies inside [0, in_size).
 
     Returns (i0, i1, start): outputs i0 <= i < i1 read real pixels, starting at input
-    coordinate ``start``; the others read padding. This is what lets im2col and col2im
-    work without a padded copy of the input.
+    coordinate ``start``; the others read padding. This lets col2im add straight into
+    the unpadded result (and pooling fill its phase buffers) without index arithmetic
+    per pixel.
     """
     i0 = min(max(0, -(offset // stride)), out_size)          # ceil(-offset / stride)
     i1 = max(min(out_size, -((offset - in_size) // stride)), i0)

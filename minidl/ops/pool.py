@@ -6,9 +6,10 @@ offsets (p, q): offset (p, q) of all windows at once is one strided slice of the
     window cell (p, q) of output (i, j)  =  xpad[:, :, i*sh + p*dh, j*sw + q*dw],
 
 and a running max (or a running sum) over the kh*kw slices gives the output. Backward
-walks the same slices and adds the gradient back. When the windows tile the input
-exactly (kernel == stride, no padding, sizes divisible) the input is simply reshaped to
-(N, C, OH, kh, OW, kw) and nothing is copied or padded.
+walks the same slices and adds the gradient back. The padded input is stored split by
+stride phase, so that each of these slices has unit stride (see _Windows). When the
+windows tile the input exactly (kernel == stride, no padding, sizes divisible) the input
+is simply reshaped to (N, C, OH, kh, OW, kw) and nothing is copied or padded.
 
 Max pooling saves ``winner``, the kernel offset p*kw + q of each window's first maximum
 (a small integer array); PyTorch's flat indices h*W + w are derived from it on demand.
