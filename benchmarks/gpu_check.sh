@@ -30,6 +30,7 @@ out="${OUT:-$(mktemp -d "${TMPDIR:-/tmp}/minidl-gpu-check.XXXXXX")}"
 mkdir -p "$out"
 export CUPY_CACHE_DIR="${CUPY_CACHE_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/cupy-cache.XXXXXX")}"
 export PYTHONDONTWRITEBYTECODE=1
+export CUPY_TF32=0  # true float32 matrix products in CuPy (its default; made explicit)
 
 log() { echo "gpu_check: $*" | tee -a "$out/env.txt"; }
 
