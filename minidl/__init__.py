@@ -21,4 +21,5 @@ from .tensor import (Tensor, arange, bool_, empty, eye, float16, float32, float6
 
 __version__ = "0.1.0"
 
-from . import testing  # noqa: E402  (public API for users' gradient-check suites)
+# The subpackages, so that ``md.nn.Linear`` works after ``import minidl as md``.
+from . import data, models, nn, optim, testing, utils  # noqa: E402
