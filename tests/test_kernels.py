@@ -270,6 +270,7 @@ def test_im2col_col2im_match_numpy(emulated, params, dtype, seed):
     cols = im2col.im2col(x, kh, kw, sh, sw, ph, pw, dh, dw)
     expected = np_im2col(x, (kh, kw), (sh, sw), (ph, pw), (dh, dw))
     assert cols.shape == expected.shape and cols.dtype == x.dtype
+    assert cols.strides == expected.strides          # the same memory layout
     np.testing.assert_array_equal(cols, expected)
     # The GEMM view of cols needs no copy, as with the NumPy im2col.
     C = x.shape[1]
