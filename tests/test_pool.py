@@ -119,6 +119,28 @@ def test_adaptive_max_pool2d_ties_go_to_the_first_maximum(device):
     assert X.grad.numpy().sum() == 4
 
 
+def test_nan_wins_as_in_torch(device):
+    torch = pytest.importorskip("torch")
+    x = -np.arange(36.0).reshape(1, 1, 6, 6)
+    x[0, 0, 1, 1] = x[0, 0, 2, 2] = x[0, 0, 4, 0] = np.nan
+    for mine, theirs, kwargs in (
+            (max_pool2d, torch.nn.functional.max_pool2d, dict(kernel_size=2)),
+            (max_pool2d, torch.nn.functional.max_pool2d, dict(kernel_size=3, stride=1,
+                                                              padding=1)),
+            (adaptive_max_pool2d, torch.nn.functional.adaptive_max_pool2d,
+             dict(output_size=(4, 4)))):
+        X = leaf(x, device)
+        y, idx = mine(X, return_indices=True, **kwargs)
+        ty, tidx = theirs(torch.tensor(x), return_indices=True, **kwargs)
+        np.testing.assert_array_equal(y.numpy(), ty.numpy())       # NaN where torch has NaN
+        np.testing.assert_array_equal(idx.numpy(), tidx.numpy())
+        y.backward(md.ones_like(y))
+        assert X.grad.numpy()[0, 0, 1, 1] > 0 and X.grad.numpy()[0, 0, 4, 0] > 0
+    y_ref, idx_ref = ref.max_pool2d_forward(x, (3, 3), (1, 1), (1, 1))
+    np.testing.assert_array_equal(max_pool2d(md.tensor(x, device=device), 3, 1, 1,
+                                             return_indices=True)[1].numpy(), idx_ref)
+
+
 def test_pooling_double_backward_is_refused(device):
     x = leaf(rand((1, 1, 4, 4), 0), device)
     with pytest.raises(NotImplementedError, match="MaxPool2d"):

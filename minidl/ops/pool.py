@@ -45,18 +45,21 @@ def _winner_dtype(cells: int):
 
 def _first_max(windows, xp):
     """Running max over a list of equally shaped arrays, and the index of the FIRST
-    maximum (a strict > never moves the winner on a tie, as in PyTorch)."""
+    maximum (a strict > never moves the winner on a tie, as in PyTorch). NaN propagates
+    and wins, as in PyTorch."""
     y = windows[0].copy()
     winner = xp.zeros(y.shape, dtype=_winner_dtype(len(windows)))
-    better = xp.empty(y.shape, dtype=bool)
+    better, nan = xp.empty(y.shape, dtype=bool), xp.empty(y.shape, dtype=bool)
     offset = winner.dtype.type
     for k, v in enumerate(windows[1:], start=1):
         xp.greater(v, y, out=better)
+        # A NaN wins, as in PyTorch (and once y is NaN only a later NaN moves the winner).
+        xp.logical_or(better, xp.isnan(v, out=nan), out=better)
         # k only grows along the scan, so where v is better, k is also larger than the
         # winner so far: a maximum records it without a masked write (which NumPy does
         # element by element, ten times slower on a random mask).
         xp.maximum(winner, better * offset(k), out=winner)
-        xp.maximum(y, v, out=y)          # also lets NaN through to the output
+        xp.maximum(y, v, out=y)          # NaN propagates to the output
     return y, winner
 
 

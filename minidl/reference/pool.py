@@ -31,8 +31,10 @@ def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), dilation=(1, 1),
                     for p in range(kh):
                         for q in range(kw):
                             h, w = i * sh - ph + p * dh, j * sw - pw + q * dw
-                            if 0 <= h < H and 0 <= w < W and (where < 0 or x[n, c, h, w] > best):
-                                best, where = x[n, c, h, w], h * W + w
+                            v = x[n, c, h, w] if 0 <= h < H and 0 <= w < W else None
+                            # the first maximum wins; a NaN wins (as in PyTorch)
+                            if v is not None and (where < 0 or v > best or np.isnan(v)):
+                                best, where = v, h * W + w
                     y[n, c, i, j], indices[n, c, i, j] = best, where
     return y, indices
 
@@ -120,7 +122,10 @@ def adaptive_max_pool2d_forward(x, output_size):
         for c in range(C):
             for i, (h0, h1) in enumerate(rows):
                 for j, (w0, w1) in enumerate(cols):
-                    k = int(np.argmax(x[n, c, h0:h1, w0:w1]))   # argmax: the first maximum
+                    # argmax: the first maximum, or the first NaN (PyTorch takes the last)
+                    bin_ = x[n, c, h0:h1, w0:w1]
+                    nans = np.flatnonzero(np.isnan(bin_))
+                    k = int(nans[-1]) if nans.size else int(np.argmax(bin_))
                     h, w = h0 + k // (w1 - w0), w0 + k % (w1 - w0)
                     y[n, c, i, j], indices[n, c, i, j] = x[n, c, h, w], h * W + w
     return y, indices
