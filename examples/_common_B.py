@@ -138,7 +138,7 @@ def _digits(size: int, train: bool):
 def digits(size: int = 16, train: bool = True):
     """The embedded digits as (images (N, 1, size, size) float32 in [0, 1], labels (N,)).
 
-    Split as ``minidl.data.Digits``: 1437 train and 360 test images. Copies, so callers
+    Split as ``minidl.data.Digits``: 1438 train and 359 test images. Copies, so callers
     may change them.
     """
     images, labels = _digits(size, train)
