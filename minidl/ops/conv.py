@@ -30,6 +30,7 @@ Speed, on top of the GEMMs themselves (each trick is explained where it is used)
 from __future__ import annotations
 
 import sys
+import threading
 
 import numpy as np
 
@@ -154,6 +155,7 @@ class _Workspace:
     def __init__(self, min_bytes: int = 16 << 20, max_bytes: int = 1 << 30):
         self.min_bytes, self.max_bytes = min_bytes, max_bytes
         self.free = []              # 1-D uint8 arrays, each owning its memory
+        self._lock = threading.Lock()   # convolutions may run in several threads
 
     def empty(self, shape, dtype, xp):
         """An uninitialised array, from a kept buffer when one of a fitting size exists."""
@@ -163,10 +165,11 @@ class _Workspace:
             return xp.empty(shape, dtype=dtype)
         # Best fit among buffers at most twice the size: a small request must not pin a
         # large buffer.
-        fits = [i for i, b in enumerate(self.free) if nbytes <= b.nbytes <= 2 * nbytes]
-        if fits:
-            root = self.free.pop(min(fits, key=lambda i: self.free[i].nbytes))
-        else:
+        with self._lock:
+            fits = [i for i, b in enumerate(self.free) if nbytes <= b.nbytes <= 2 * nbytes]
+            root = self.free.pop(min(fits, key=lambda i: self.free[i].nbytes)) if fits \
+                else None
+        if root is None:
             root = np.empty(nbytes, dtype=np.uint8)
         return root[:nbytes].view(dtype).reshape(shape)
 
@@ -186,11 +189,13 @@ class _Workspace:
         # root: array's base pointer, the name ``root``, getrefcount's argument.
         if sys.getrefcount(array) != 3 or sys.getrefcount(root) != 3:
             return
-        if sum(b.nbytes for b in self.free) + root.nbytes <= self.max_bytes:
-            self.free.append(root)
+        with self._lock:
+            if sum(b.nbytes for b in self.free) + root.nbytes <= self.max_bytes:
+                self.free.append(root)
 
     def clear(self) -> None:
-        self.free = []
+        with self._lock:
+            self.free = []
 
 
 _WORKSPACE = _Workspace()
