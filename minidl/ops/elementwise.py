@@ -414,7 +414,13 @@ _COMPARE = {"eq": "equal", "ne": "not_equal", "lt": "less", "le": "less_equal",
 
 
 def compare(op: str, a, b) -> Tensor:
-    """Elementwise comparison; the result is a bool tensor outside the graph."""
+    """Elementwise comparison; the result is a bool tensor outside the graph.
+
+    ``t == None`` is False and ``t != None`` True (Python's identity fallback), as in
+    PyTorch, so ``t in [None, ...]`` works.
+    """
+    if a is None or b is None:
+        return NotImplemented
     a, b = _pair(a, b, op)
     if a.device != b.device:
         raise ValueError(f"{op}: expected both tensors on one device, got {a.device} and "
