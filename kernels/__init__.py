@@ -17,7 +17,11 @@ from __future__ import annotations
 import os
 import sys
 
+import numpy as np
+
 __all__ = ["use_kernels", "kernels_enabled"]
+
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def kernels_enabled() -> bool:
@@ -29,6 +33,8 @@ def use_kernels(*arrays) -> bool:
     """True when every array given (None skipped) is a CuPy array and kernels are enabled.
 
     MINIDL_KERNELS=0 forces the plain CuPy array path, so tests can compare both on a GPU.
+    The kernels exist for float32 and float64 only: an array of another type (float16,
+    an integer type) gets False, so the op falls back to its array path.
 
     Args:
         *arrays: the raw arrays an op is about to work on.
@@ -40,8 +46,19 @@ def use_kernels(*arrays) -> bool:
     """
     if not kernels_enabled():
         return False
-    cupy = sys.modules.get("cupy")  # never import it here: CPU runs must not touch CUDA
-    if cupy is None:
+    device_array = _device_array_type()
+    if device_array is None:
         return False
     present = [a for a in arrays if a is not None]
-    return bool(present) and all(isinstance(a, cupy.ndarray) for a in present)
+    return bool(present) and all(isinstance(a, device_array) and a.dtype in _KERNEL_DTYPES
+                                 for a in present)
+
+
+def _device_array_type():
+    """cupy.ndarray, or None when CuPy was never imported.
+
+    tests/test_kernel_dispatch.py swaps in numpy.ndarray to run the ops' kernel branches
+    on the CPU through kernels/emulate.py.
+    """
+    cupy = sys.modules.get("cupy")  # never import it here: CPU runs must not touch CUDA
+    return None if cupy is None else cupy.ndarray

@@ -5,8 +5,9 @@
 // OH and OW come from the launcher (PyTorch's rule, ceil_mode included).
 //
 // Max pooling: padding counts as -inf, so it never wins; the winner is the first maximum
-// in row-major window order (as argmax does), and a NaN wins over any number (the first
-// NaN), as in NumPy and PyTorch. argmax holds the winner as a flat index h*W + w into the
+// in row-major window order (as argmax does), and a NaN wins over any number; with several
+// NaNs the last one wins, as in PyTorch (whose scan takes every NaN it meets) and the
+// NumPy path of minidl.ops.pool. argmax holds the winner as a flat index h*W + w into the
 // (H, W) plane: PyTorch's return_indices convention. The backward scatters gy to the
 // winners; windows overlap when stride < kernel, so the scatter adds atomically.
 //
@@ -37,7 +38,7 @@ __device__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
                 if (w < 0 || w >= W) continue;
                 T v = plane[h * W + w];
                 // v != v is the NaN test that needs no header.
-                bool wins = best_index < 0 || v > best || (v != v && best == best);
+                bool wins = best_index < 0 || v > best || v != v;
                 if (wins) {
                     best = v;
                     best_index = (long long)h * W + w;

@@ -327,6 +327,9 @@ def test_max_pool2d_ties_nan_and_padding(emulated):
     x[0, 0, 1, 1] = np.nan
     y, idx = pool.max_pool2d_forward(x, 2, 2, 2, 2, 0, 0, 1, 1)
     assert np.isnan(y[0, 0, 0, 0]) and idx[0, 0, 0, 0] == 5
+    x[0, 0, 0, 1] = np.nan       # two NaNs in one window: the last one wins, as in PyTorch
+    y, idx = pool.max_pool2d_forward(x, 2, 2, 2, 2, 0, 0, 1, 1)
+    assert np.isnan(y[0, 0, 0, 0]) and idx[0, 0, 0, 0] == 5
     # Overlapping windows that share a winner add their gradients.
     x = np.zeros((1, 1, 3, 3))
     x[0, 0, 1, 1] = 1
