@@ -17,6 +17,8 @@ import numpy as np
 
 from ..backend import get_array_module
 from ..function import Function
+from ..kernels import activation as act_kernels
+from ..kernels import use_kernels
 from .elementwise import relu, sigmoid, tanh
 from ..tensor import Tensor
 
@@ -100,6 +102,8 @@ class LeakyReLU(Function):
 
     forward   x (any shape) -> y (same shape)
     backward  gx = gy where x > 0, else slope * gy   (slope at 0, as PyTorch)
+    kernels   on a GPU, one pass each way (activation.cu); that path saves x itself in
+              place of the ``positive`` mask.
     """
 
     def __init__(self, negative_slope):
@@ -107,11 +111,16 @@ class LeakyReLU(Function):
 
     def forward(self, x):
         xp = get_array_module(x)
+        if use_kernels(x):
+            self.x = x
+            return act_kernels.leaky_relu_forward(x, self.negative_slope)
         self.positive = x > 0
         return xp.where(self.positive, x, x * x.dtype.type(self.negative_slope))
 
     def backward(self, gy):
         xp = get_array_module(gy)
+        if use_kernels(gy):
+            return act_kernels.leaky_relu_backward(self.x, gy, self.negative_slope)
         return xp.where(self.positive, gy, gy * gy.dtype.type(self.negative_slope))
 
 
@@ -123,6 +132,8 @@ class GELU(Function):
     backward  exact:  gx = gy * (Phi(x) + x * phi(x)),  phi(x) = exp(-x^2/2) / sqrt(2 pi)
               tanh:   gx = gy * (0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2/pi) (1 + 3*0.044715 x^2)),
                       t = tanh(u)
+    kernels   on a GPU, one pass each way (activation.cu), from x alone: that path saves
+              no ``cdf`` or ``t``.
     """
 
     _KAPPA = 0.044715
@@ -134,6 +145,8 @@ class GELU(Function):
     def forward(self, x):
         xp = get_array_module(x)
         self.x = x
+        if use_kernels(x):
+            return act_kernels.gelu_forward(x, self.approximate)
         if self.approximate == "tanh":
             self.t = xp.tanh(self._BETA * (x + self._KAPPA * x * x * x))
             return 0.5 * x * (1 + self.t)
@@ -143,6 +156,8 @@ class GELU(Function):
     def backward(self, gy):
         xp = get_array_module(gy)
         x = self.x
+        if use_kernels(gy):
+            return act_kernels.gelu_backward(x, gy, self.approximate)
         if self.approximate == "tanh":
             t = self.t
             inner = self._BETA * (1 + 3 * self._KAPPA * x * x)

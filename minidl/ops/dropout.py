@@ -14,6 +14,8 @@ import numpy as np
 
 from ..backend import device_of, generator, get_array_module
 from ..function import Function
+from ..kernels import dropout as dropout_kernels
+from ..kernels import use_kernels
 from ..tensor import Tensor
 
 __all__ = ["dropout", "dropout2d", "drop_path"]
@@ -25,6 +27,10 @@ class Dropout(Function):
     forward   x (N, ...) -> y (N, ...);  mask of ``mask_shape`` (x.shape, (N, C, 1, 1) or
               (N, 1, ..., 1)) with entries 1/(1-p) (kept, probability 1 - p) or 0
     backward  gx = gy * mask   (the same mask, saved in forward)
+    kernels   on a GPU, a mask of x's shape is drawn and applied in one pass by
+              dropout.cu (a counter-based hash of a seed drawn from minidl's generator);
+              it saves ``keep``, a bool mask, in place of ``mask``, and backward is one
+              more pass. The small channel/sample masks stay on the array path.
     """
 
     def __init__(self, p, mask_shape):
@@ -32,6 +38,9 @@ class Dropout(Function):
 
     def forward(self, x):
         xp = get_array_module(x)
+        if self.mask_shape == x.shape and use_kernels(x):
+            y, self.keep = dropout_kernels.dropout_forward(x, self.p, _kernel_seed(x))
+            return y
         if self.p == 1:     # 1/(1-p) is undefined; every unit is dropped
             self.mask = xp.zeros(self.mask_shape, dtype=x.dtype)
         else:
@@ -43,7 +52,16 @@ class Dropout(Function):
         return x * self.mask
 
     def backward(self, gy):
+        if self.mask_shape == gy.shape and use_kernels(gy):
+            return dropout_kernels.dropout_backward(gy, self.keep, self.p)
         return gy * self.mask
+
+
+def _kernel_seed(x) -> int:
+    """A fresh 53-bit seed for the dropout kernel, from the generator of x's device (so
+    md.manual_seed makes the masks reproducible)."""
+    u = generator(device_of(x)).random((1,), dtype=np.float64)
+    return int(float(u[0]) * 2**53)
 
 
 def _check(op, x, p, training):

@@ -23,6 +23,8 @@ import numpy as np
 
 from ..backend import get_array_module
 from ..function import Function
+from ..kernels import softmax_xent as xent_kernels
+from ..kernels import use_kernels
 from ..tensor import Tensor
 
 __all__ = ["cross_entropy", "nll_loss", "mse_loss", "l1_loss",
@@ -80,6 +82,10 @@ class SoftmaxCrossEntropy(Function):
     backward  gx[n, c] = g[n] * (softmax(x)[n, c] * sum_c' q[n, c'] - q[n, c])
               (= softmax - target without weights), g = gy, / denominator for 'mean';
               probabilities also get gt[n, c] = -g[n] * (1 - eps) * w_c * logp[n, c]
+    kernels   on a GPU, class indices without class weights run softmax_xent.cu: one
+              block per row for the loss and the softmax, one pass for the gradient;
+              that path saves ``prob`` and ``target`` in place of ``logp`` and the
+              index bookkeeping.
     """
 
     def __init__(self, weight, ignore_index, reduction, label_smoothing, soft_target):
@@ -87,8 +93,18 @@ class SoftmaxCrossEntropy(Function):
         self.ignore_index, self.reduction = ignore_index, reduction
         self.label_smoothing, self.soft_target = label_smoothing, soft_target
 
+    def _fused(self, a) -> bool:
+        """Whether the softmax_xent kernels fit: class indices, no class weights."""
+        return not self.soft_target and self.weight is None and use_kernels(a)
+
     def forward(self, x, target):
         xp = get_array_module(x)
+        if self._fused(x):
+            loss, self.prob = xent_kernels.softmax_xent_forward(
+                x, target, self.ignore_index, self.label_smoothing)
+            self.target, self.loss_shape = target, loss.shape
+            self.denominator = (target != self.ignore_index).sum(dtype=x.dtype)
+            return _reduce(loss, self.reduction, self.denominator)
         C, eps = x.shape[1], self.label_smoothing
         logp = x - x.max(axis=1, keepdims=True)
         logp -= xp.log(xp.exp(logp).sum(axis=1, keepdims=True))
@@ -119,6 +135,11 @@ class SoftmaxCrossEntropy(Function):
 
     def backward(self, gy):
         xp = get_array_module(gy)
+        if self._fused(gy):
+            g = _position_grad(gy, self.loss_shape, self.reduction, self.denominator)
+            return xent_kernels.softmax_xent_backward(self.prob, self.target, g,
+                                                      self.ignore_index,
+                                                      self.label_smoothing), None
         g = _position_grad(gy, self.loss_shape, self.reduction, self.denominator)[:, None]
         logp, eps, C = self.logp, self.label_smoothing, self.logp.shape[1]
         prob = xp.exp(logp)

@@ -24,6 +24,8 @@ import numpy as np
 
 from ..backend import get_array_module
 from ..function import Function
+from ..kernels import batchnorm as bn_kernels
+from ..kernels import use_kernels
 from ..tensor import Tensor
 
 __all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm"]
@@ -137,6 +139,10 @@ class BatchNorm(Function):
               eval:      gx = gy * weight_c * invstd_c   (the statistics are constants)
     saved     xc = x - mean_c (N, C, *) and invstd_c = 1 / sqrt(var_c + eps) (C,), so that
               xhat = xc * invstd_c; forward is 5 passes over the data, backward 6.
+              (var_c and weight too: the fused backward kernel takes them.)
+    kernels   on a GPU the batch statistics, y and the training backward are kernels of
+              batchnorm.cu (statistics in one launch, backward in two passes over the
+              data); the saved attributes are the same on both paths.
     """
 
     def __init__(self, training, momentum, eps, running_mean, running_var, has_weight,
@@ -152,9 +158,13 @@ class BatchNorm(Function):
         bias = params[-1] if self.has_bias else None
         self.n = x.size // x.shape[1]
         if self.training:
-            mean = x.mean(axis=(0,) + tuple(range(2, x.ndim)), keepdims=True)
-            xc = x - mean
-            var = _channel_sum(xc, xc) / self.n              # biased: what normalises x
+            if use_kernels(x):      # mean and biased variance in one launch
+                mean, var = bn_kernels.batch_norm_stats(x)
+                xc = x - _channel_view(mean, x.ndim)
+            else:
+                mean = x.mean(axis=(0,) + tuple(range(2, x.ndim)), keepdims=True)
+                xc = x - mean
+                var = _channel_sum(xc, xc) / self.n          # biased: what normalises x
             if self.running_mean is not None:
                 self._update_running_stats(mean.reshape(-1), var)
         else:
@@ -163,8 +173,10 @@ class BatchNorm(Function):
         self.invstd = 1 / xp.sqrt(var + self.eps)                                  # (C,)
         # xhat = xc * invstd is never stored: scaling xc by weight * invstd gives y in one
         # pass, and backward needs only xc and invstd.
-        self.xc = xc
+        self.xc, self.var, self.weight = xc, var, weight
         self.scale = self.invstd if weight is None else weight * self.invstd       # (C,)
+        if use_kernels(x):          # y = xc * scale + bias in one pass (mean 0: x is xc)
+            return bn_kernels.batch_norm_forward(xc, None, var, weight, bias, self.eps)
         y = xc * _channel_view(self.scale, x.ndim)
         if bias is not None:
             y += _channel_view(bias, x.ndim)
@@ -179,6 +191,9 @@ class BatchNorm(Function):
 
     def backward(self, gy):
         xc, invstd, n = self.xc, self.invstd, self.n
+        if self.training and use_kernels(gy):   # all three gradients in two passes
+            return self._grads(*bn_kernels.batch_norm_backward(gy, xc, None, self.var,
+                                                               self.weight, self.eps))
         grad_bias = _channel_sum(gy)
         grad_weight = _channel_sum(gy, xc) * invstd                   # sum(gy * xhat)
         gx = None
@@ -192,7 +207,11 @@ class BatchNorm(Function):
                 gx *= scale
             else:
                 gx = gy * scale
-        grads = [gx]
+        return self._grads(gx, grad_weight, grad_bias)
+
+    def _grads(self, gx, grad_weight, grad_bias):
+        """One gradient per input of apply (x, then weight and bias where given)."""
+        grads = [gx if self.needs_input_grad[0] else None]
         if self.has_weight:
             grads.append(grad_weight if self.needs_input_grad[1] else None)
         if self.has_bias:
