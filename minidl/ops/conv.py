@@ -37,6 +37,8 @@ import numpy as np
 from ..backend import get_array_module
 from ..function import Function
 from ..grad_mode import is_grad_enabled
+from ..kernels import im2col as im2col_kernels
+from ..kernels import use_kernels
 from ..tensor import Tensor
 
 __all__ = ["im2col", "col2im", "conv2d", "conv_transpose2d", "Conv2d", "ConvTranspose2d",
@@ -216,7 +218,7 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1, fill=0.0):
 
     The result is a transposed view of a contiguous (C, kh, kw, N, OH, OW) buffer, so
     ``cols.transpose(1, 2, 3, 0, 4, 5).reshape(C*kh*kw, N*OH*OW)`` is conv2d's GEMM
-    operand without a copy.
+    operand without a copy. On a GPU (zero fill) kernels/im2col.cu writes the same buffer.
 
     Args:
         x: a NumPy or CuPy array (N, C, H, W).
@@ -235,6 +237,8 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1, fill=0.0):
     sh, sw = _pair(stride, "stride", "im2col")
     dh, dw = _pair(dilation, "dilation", "im2col")
     pads = _padding_pairs(padding)
+    if fill == 0 and use_kernels(x):      # one thread per window (im2col.cu), same layout
+        return im2col_kernels.im2col(x, kh, kw, sh, sw, pads[0], pads[1], dh, dw)
     OH = _output_size(H, kh, sh, sum(pads[0]), dh)
     OW = _output_size(W, kw, sw, sum(pads[1]), dw)
     xpad = _pad_channels_first(x, pads, fill)        # (C, N, H + pt + pb, W + pl + pr)
@@ -252,7 +256,8 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1):
     cols (N, C, kh, kw, OH, OW) -> x (N, C, H, W) with
     x[n, c, h, w] = sum of cols[n, c, p, q, i, j] over h = i*sh + p*dh - pad_top,
     w = j*sw + q*dw - pad_left; entries that land in the padding are dropped.
-    OH and OW are read from cols, so only the top/left padding matters.
+    OH and OW are read from cols, so only the top/left padding matters. On a GPU,
+    kernels/im2col.cu computes it (one thread per pixel).
 
     Args:
         cols: array as returned by im2col (fastest when its memory is (C, kh, kw, N, ...)).
@@ -270,6 +275,8 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1):
     sh, sw = _pair(stride, "stride", "col2im")
     dh, dw = _pair(dilation, "dilation", "col2im")
     (pt, _), (pl, _) = _padding_pairs(padding)
+    if use_kernels(cols):                 # each pixel gathers its entries: no atomics
+        return im2col_kernels.col2im(cols, x_shape, kh, kw, sh, sw, pt, pl, dh, dw)
     OH, OW = cols.shape[4:]
     x = xp.zeros((N, C, H, W), dtype=cols.dtype)
     x_cn = x.transpose(1, 0, 2, 3)
