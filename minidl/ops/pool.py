@@ -20,6 +20,8 @@ import numpy as np
 
 from ..backend import get_array_module
 from ..function import Function
+from ..kernels import pool as pool_kernels
+from ..kernels import use_kernels
 from ..tensor import Tensor
 from .conv import _check_tensor, _is_int, _nonnegative_pair, _positive_pair, _strided, \
     _window_range
@@ -177,8 +179,13 @@ class MaxPool2d(Function):
               (h, w); the winner is the first maximum on ties, as in PyTorch.
 
     Saved for backward: ``winner`` (N, C, OH, OW), the offset p*kw + q of each winner,
-    and ``windows`` (the geometry: shapes, strides, padding).
+    and ``windows`` (the geometry: shapes, strides, padding). On a GPU, pool.cu scans
+    each window in one thread and saves ``argmax``, the flat index h*W + w of each
+    winner (what indices() returns), in place of ``winner``; its backward scatters gy
+    there.
     """
+
+    argmax = None   # set by the kernel path only
 
     def __init__(self, kernel_size, stride, padding, dilation, ceil_mode):
         self.kernel_size, self.stride = kernel_size, stride
@@ -188,6 +195,12 @@ class MaxPool2d(Function):
         xp = get_array_module(x)
         win = _Windows(x.shape, self.kernel_size, self.stride, self.padding, self.dilation,
                        self.ceil_mode)
+        self.windows = win
+        if use_kernels(x):
+            y, self.argmax = pool_kernels.max_pool2d_forward(
+                x, *self.kernel_size, *self.stride, *self.padding, *self.dilation,
+                self.ceil_mode)
+            return y
         if win.tiles:
             x6 = win.tiled(x)
             cells = [x6[:, :, :, p, :, q] for _, p, q in win.offsets()]
@@ -195,12 +208,13 @@ class MaxPool2d(Function):
             xpad = win.pad(x, -np.inf)
             cells = [win.slice(xpad, p, q) for _, p, q in win.offsets()]
         y, self.winner = _first_max(cells, xp)
-        self.windows = win
         return y
 
     def backward(self, gy):
         xp = get_array_module(gy)
         win = self.windows
+        if use_kernels(gy):
+            return pool_kernels.max_pool2d_backward(gy, self.indices(), win.x_shape)
         if win.tiles:
             # Every input cell is in exactly one window: write, no zero-fill, no adds.
             gx = xp.empty(win.x_shape, dtype=gy.dtype)
@@ -216,6 +230,8 @@ class MaxPool2d(Function):
 
     def indices(self):
         """PyTorch's return_indices: the flat index h*W + w of each window's winner."""
+        if self.argmax is not None:
+            return self.argmax
         xp = get_array_module(self.winner)
         win = self.windows
         (OH, OW), kw = win.out_size, win.kernel_size[1]
@@ -239,7 +255,9 @@ class AvgPool2d(Function):
     backward  gx[n, c, h, w] = sum over the windows (i, j) containing (h, w) of
               gy[n, c, i, j] / divisor[i, j].
 
-    Saved for backward: ``divisor`` (OH, OW) and ``windows`` (the geometry).
+    Saved for backward: ``divisor`` (OH, OW) and ``windows`` (the geometry). On a GPU,
+    pool.cu computes each window (forward) and each pixel's gather (backward) in one
+    thread, with the same divisor rule.
     """
 
     def __init__(self, kernel_size, stride, padding, ceil_mode, count_include_pad,
@@ -247,6 +265,11 @@ class AvgPool2d(Function):
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
         self.divisor_override = divisor_override
+
+    def _kernel_args(self):
+        """The geometry as the pool.cu launchers take it."""
+        return (*self.kernel_size, *self.stride, *self.padding, self.ceil_mode,
+                self.count_include_pad, self.divisor_override)
 
     def _divisor(self, win, xp, dtype):
         """(OH, OW) divisors: a product of a row count and a column count, as PyTorch."""
@@ -268,6 +291,8 @@ class AvgPool2d(Function):
                        self.ceil_mode)
         self.windows = win
         self.divisor = self._divisor(win, xp, x.dtype)
+        if use_kernels(x):
+            return pool_kernels.avg_pool2d_forward(x, *self._kernel_args())
         if win.tiles:
             return _sum_tiles(x, win.kernel_size) / self.divisor
         xpad = win.pad(x, 0)
@@ -281,6 +306,8 @@ class AvgPool2d(Function):
     def backward(self, gy):
         xp = get_array_module(gy)
         win = self.windows
+        if use_kernels(gy):
+            return pool_kernels.avg_pool2d_backward(gy, win.x_shape, *self._kernel_args())
         g = gy / self.divisor
         if win.tiles:
             # Each cell of a window receives its window's g: repeat g along the columns,
