@@ -24,6 +24,17 @@ from .grad_mode import is_grad_enabled
 
 class Function:
     backward_on_tensors = False
+    # Does backward read the input Tensors themselves (``self.inputs[i].data``)? Mul
+    # needs both factors, so ops with a Tensor backward keep their inputs by default.
+    # Layer ops save in forward what their backward needs, and Add or Reshape need only
+    # the input shapes: for those the graph keeps each non-leaf input as an InputRecord
+    # (shape, dtype, producer), so the input's array is freed as soon as nothing else
+    # holds it, instead of living until backward (in a ResNet-18 training step that is
+    # every convolution's and BatchNorm's input: a fifth of the activation memory).
+    saves_inputs = None     # None: the same as backward_on_tensors
+    # An op whose backward reads its own output through ``self.outputs[0]()`` (Tanh,
+    # Exp) sets this: consumers then keep that output as a Tensor, never as a record.
+    saves_outputs = False
 
     # Filled in by apply(); students can print them.
     inputs: tuple = ()
@@ -43,8 +54,34 @@ class Function:
 
     def apply(self, *inputs):
         """Run forward on the inputs' arrays; record this node when a gradient is wanted."""
-        from .tensor import Tensor, as_tensor_like
+        # Nearly every call gets Tensors holding NumPy arrays: all on the CPU, nothing to
+        # convert or compare. This check is the whole cost of that case (small ops in a
+        # LeNet step are dominated by such bookkeeping, so it is kept short).
+        if not inputs or not all(isinstance(x, Tensor) and type(x.data) is np.ndarray
+                                 for x in inputs):
+            inputs = self._prepare_inputs(inputs)
+        outputs = self.forward(*[x.data for x in inputs])
+        single = type(outputs) is not tuple
+        if single:
+            outputs = (outputs,)
+        record = is_grad_enabled() and any(x.requires_grad for x in inputs)
+        results = tuple(Tensor._wrap(y, record) for y in outputs)
+        if _anomaly_mode[0]:
+            _check_finite(self.name, "forward", [y.data for y in results])
+        if record:
+            keep = self.backward_on_tensors if self.saves_inputs is None else self.saves_inputs
+            self.inputs = inputs if keep else tuple(
+                x if x._ctx is None or x._ctx.saves_outputs else InputRecord(x)
+                for x in inputs)
+            self.needs_input_grad = tuple(x.requires_grad for x in inputs)
+            self.outputs = tuple(weakref.ref(y) for y in results)
+            self.output_shapes = tuple(y.data.shape for y in results)
+            for i, y in enumerate(results):
+                y._ctx, y._output_nr = self, i
+        return results[0] if single else results
 
+    def _prepare_inputs(self, inputs) -> tuple:
+        """Check that the Tensors share one device; turn numbers and arrays into Tensors."""
         tensors = [x for x in inputs if isinstance(x, Tensor)]
         if not tensors:
             given = ", ".join(type(x).__name__ for x in inputs) or "no input"
@@ -56,23 +93,8 @@ class Function:
                 raise ValueError(
                     f"{self.name}: expected all tensors on one device, got {device} and "
                     f"{t.device}")
-        inputs = tuple(x if isinstance(x, Tensor) else as_tensor_like(x, first, self.name)
-                       for x in inputs)
-        outputs = self.forward(*(x.data for x in inputs))
-        single = not isinstance(outputs, tuple)
-        if single:
-            outputs = (outputs,)
-        record = is_grad_enabled() and any(x.requires_grad for x in inputs)
-        results = tuple(Tensor._wrap(y, requires_grad=record) for y in outputs)
-        if _anomaly_mode[0]:
-            _check_finite(self.name, "forward", [y.data for y in results])
-        if record:
-            self.inputs = inputs
-            self.needs_input_grad = tuple(x.requires_grad for x in inputs)
-            self.outputs = tuple(weakref.ref(y) for y in results)
-            for y in results:
-                y._ctx = self
-        return results[0] if single else results
+        return tuple(x if isinstance(x, Tensor) else as_tensor_like(x, first, self.name)
+                     for x in inputs)
 
     def release(self) -> None:
         """Drop everything saved for backward (called after backward unless retain_graph)."""
@@ -123,3 +145,6 @@ def unbroadcast_array(grad, shape):
 
 
 __all__ = ["Function", "detect_anomaly", "unbroadcast_array", "np"]
+
+# tensor.py imports the ops, which import this module: Tensor is imported last.
+from .tensor import InputRecord, Tensor, as_tensor_like  # noqa: E402

@@ -75,14 +75,15 @@ class Tensor:
         t.data = array
         t.grad = None
         t.requires_grad = requires_grad
-        t._ctx = None
+        t._ctx = None           # the Function that made this tensor (None: a leaf)
+        t._output_nr = 0        # which of _ctx's outputs it is
         t._retain_grad = False
         return t
 
     # ---- properties -------------------------------------------------------------
     @property
     def shape(self):
-        return tuple(self.data.shape)
+        return self.data.shape      # already a tuple, on NumPy and CuPy
 
     @property
     def dtype(self):
@@ -90,6 +91,8 @@ class Tensor:
 
     @property
     def device(self) -> Device:
+        if type(self.data) is np.ndarray:   # the common case, without a module lookup
+            return backend.CPU
         return backend.device_of(self.data)
 
     @property
@@ -374,6 +377,39 @@ def _as_grad(grad, like: Tensor, name: str) -> Tensor:
     return grad
 
 
+class InputRecord:
+    """What the graph keeps of a non-leaf input whose array its op's backward does not read.
+
+    ``Function.apply`` stores one in ``fn.inputs`` instead of the Tensor when
+    ``fn.saves_inputs`` is false: backward needs the input's shape, dtype and device (to
+    check the gradient) and its producer (to pass the gradient on), not its values. The
+    array itself is then freed as soon as nothing else holds it.
+    """
+
+    __slots__ = ("shape", "dtype", "device", "requires_grad", "_ctx", "_output_nr")
+
+    def __init__(self, t: "Tensor"):
+        self.shape, self.dtype, self.device = t.shape, t.dtype, t.device
+        self.requires_grad, self._ctx, self._output_nr = t.requires_grad, t._ctx, t._output_nr
+
+    @property
+    def data(self):
+        raise RuntimeError(
+            f"{self._ctx.name}'s output was not kept for backward: the op that consumed it "
+            f"has saves_inputs False (save the arrays backward needs in forward, or set "
+            f"saves_inputs = True on that Function)")
+
+    def __repr__(self) -> str:
+        return (f"InputRecord(shape={self.shape}, dtype={self.dtype}, "
+                f"grad_fn=<{self._ctx.name}>)")
+
+
+def _grad_key(t):
+    """The slot that collects the gradient of ``t``: (its producer, which output), so that
+    a Tensor and its InputRecord share one; a leaf's own id."""
+    return (id(t._ctx), t._output_nr) if t._ctx is not None else id(t)
+
+
 def _topological_order(roots):
     """Functions reachable from ``roots``, each after every Function that consumes it."""
     order, visited = [], set()
@@ -402,36 +438,41 @@ def _topological_order(roots):
 def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capture=None):
     """The chain rule over the graph below ``roots``.
 
-    ``capture`` (dict id -> Tensor) asks for the gradients of those tensors to be
+    ``capture`` (dict _grad_key -> Tensor) asks for the gradients of those tensors to be
     returned instead of accumulated into ``.grad`` (that is ``md.grad``).
     """
     from .function import _anomaly_mode, _check_finite
 
-    # grads[id(t)] = (t, gradient of t): the tensor is kept so its id cannot be reused.
+    # grads[(id(fn), i)] = (output i of fn, its gradient summed over the consumers so far).
+    # Every fn stays alive in ``order`` during the walk, so its id is not reused.
     grads = {}
-    for t, g in zip(roots, root_grads):
-        _accumulate(grads, t, g)
     captured = {}
     prev_mode = is_grad_enabled()
     set_grad_enabled(create_graph)
     try:
         for t, g in zip(roots, root_grads):
-            if capture is not None and id(t) in capture:
-                captured[id(t)] = g
+            key = _grad_key(t)
+            if capture is not None and key in capture:
+                captured[key] = g
             elif t._ctx is None:            # backward() called on a leaf itself
                 _accumulate_leaf(t, g, create_graph)
+            if t._ctx is not None:
+                _accumulate(grads, key, t, g)
         for fn in _topological_order(roots):
-            outputs = [ref() for ref in fn.outputs]
-            gys = [grads.pop(id(y), (None, None))[1] if y is not None else None
-                   for y in outputs]
-            if all(g is None for g in gys):
+            key = id(fn)
+            slots = [grads.pop((key, i), None) for i in range(len(fn.output_shapes))]
+            if all(s is None for s in slots):
                 continue
-            for y, g in zip(outputs, gys):
-                if y is not None and g is not None and y._retain_grad and capture is None:
-                    y.grad = g if y.grad is None else y.grad + g
-            gys = [g if g is not None else zeros(y.shape if y is not None else (),
-                                                 dtype=fn_dtype(fn), device=fn.inputs[0].device)
-                   for g, y in zip(gys, outputs)]
+            gys = [None if s is None else s[1] for s in slots]
+            if capture is None:
+                for ref, g in zip(fn.outputs, gys):
+                    y = ref()
+                    if y is not None and g is not None and y._retain_grad:
+                        y.grad = g if y.grad is None else y.grad + g
+            if any(g is None for g in gys):     # several outputs, not all of them used
+                gys = [g if g is not None else zeros(shape, dtype=fn_dtype(fn),
+                                                     device=fn.inputs[0].device)
+                       for g, shape in zip(gys, fn.output_shapes)]
             if _anomaly_mode[0]:
                 # name the op whose backward failed, not the ops its backward is made of
                 _anomaly_mode[0] = False
@@ -448,14 +489,15 @@ def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capt
                 if gx.shape != x.shape:
                     raise RuntimeError(f"{fn.name}.backward returned a gradient of shape "
                                        f"{gx.shape} for an input of shape {x.shape}")
-                if capture is not None and id(x) in capture:
-                    captured[id(x)] = gx if id(x) not in captured else captured[id(x)] + gx
+                key = _grad_key(x)
+                if capture is not None and key in capture:
+                    captured[key] = gx if key not in captured else captured[key] + gx
                     if x._ctx is None:
                         continue
                 if x._ctx is None:
                     _accumulate_leaf(x, gx, create_graph)
                 else:
-                    _accumulate(grads, x, gx)
+                    _accumulate(grads, key, x, gx)
             if not retain_graph:
                 fn.release()
     finally:
@@ -486,11 +528,11 @@ def _call_backward(fn, gys, create_graph):
     return gxs
 
 
-def _accumulate(grads, t, g):
-    if id(t) in grads:
-        grads[id(t)] = (t, grads[id(t)][1] + g)
-    else:
-        grads[id(t)] = (t, g)
+def _accumulate(grads, key, t, g):
+    # ``t`` (the Tensor or its InputRecord) rides along until its producer's backward: an
+    # op that reads its own output there (saves_outputs) finds it alive through its weakref.
+    old = grads.get(key)
+    grads[key] = (t, g if old is None else old[1] + g)
 
 
 def _accumulate_leaf(x, gx, create_graph):
@@ -528,11 +570,11 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         root_grads.append(_as_grad(g, y, f"grad_outputs[{i}]"))
     if retain_graph is None:
         retain_graph = create_graph
-    capture = {id(x): x for x in inputs}
+    capture = {_grad_key(x): x for x in inputs}
     captured = run_backward(outputs, root_grads, retain_graph, create_graph, capture)
     result = []
     for i, x in enumerate(inputs):
-        g = captured.get(id(x))
+        g = captured.get(_grad_key(x))
         if g is None and not allow_unused:
             raise RuntimeError(f"grad: input {i} was not used in the graph of the outputs; "
                                f"pass allow_unused=True")

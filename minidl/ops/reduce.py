@@ -47,6 +47,7 @@ def _keepdim_shape(shape, dims):
 
 class Sum(Function):
     backward_on_tensors = True
+    saves_inputs = False      # backward needs the shapes only
 
     def __init__(self, dims, keepdim):
         self.dims, self.keepdim = dims, keepdim
@@ -63,6 +64,7 @@ class Sum(Function):
 class SumTo(Function):
     """Sum over the axes that broadcasting added or stretched, down to ``shape``."""
     backward_on_tensors = True
+    saves_inputs = False      # backward needs the shapes only
 
     def __init__(self, shape):
         self.shape = tuple(shape)

@@ -26,6 +26,7 @@ def _shape_from_args(shape, op, name="shape"):
 
 class Reshape(Function):
     backward_on_tensors = True
+    saves_inputs = False      # backward needs the shapes only
 
     def __init__(self, shape):
         self.shape = shape
@@ -53,6 +54,7 @@ def reshape(x: Tensor, *shape) -> Tensor:
 
 class Permute(Function):
     backward_on_tensors = True
+    saves_inputs = False      # backward needs the shapes only
 
     def __init__(self, dims):
         self.dims = dims
@@ -118,6 +120,7 @@ def unsqueeze(x: Tensor, dim: int) -> Tensor:
 class Expand(Function):
     """Broadcast to a larger shape (a view); backward sums over the copied axes."""
     backward_on_tensors = True
+    saves_inputs = False      # backward needs the shapes only
 
     def __init__(self, shape):
         self.shape = shape
