@@ -3,6 +3,8 @@
 * every launcher of minidl.kernels on CuPy arrays against the NumPy implementation of the
   same op (minidl's CPU path) on the same inputs: float64 to 1e-10, float32 to 1e-5;
 * every public op on 'cuda' against 'cpu', with the kernels on and off (MINIDL_KERNELS);
+* every op with a kernel branch: the kernel path (the default) against MINIDL_KERNELS=0
+  on the GPU, with spies that check which launchers each path called;
 * gradcheck on the GPU in float64;
 * a CPU tensor and a CUDA tensor in one op raise ValueError naming both devices;
 * a model's .to("cuda") and back.
@@ -65,6 +67,9 @@ def test_every_kernel_compiles_and_loads_on_the_device():
     for filename in loader.CU_FILES:
         names = re.findall(r'extern\s+"C"\s+__global__\s+void\s+(\w+)\s*\(',
                            loader.source(filename))
+        if filename == "activation.cu":    # __device__ functions only: the loop below
+            assert names == []
+            continue
         assert names, filename
         for name in names:
             base, _, suffix = name.rpartition("_")
@@ -87,8 +92,10 @@ def test_every_kernel_compiles_and_loads_on_the_device():
 
 def test_use_kernels_sees_cupy_arrays(monkeypatch):
     a = cupy.zeros(3)
-    assert use_kernels(a) and use_kernels(a, None)
+    assert use_kernels(a) and use_kernels(a, None) and use_kernels(a.astype(np.float32))
     assert not use_kernels(a, np.zeros(3))
+    # The kernels are compiled for float32 and float64 only.
+    assert not use_kernels(a.astype(np.float16)) and not use_kernels(a.astype(np.int64))
     monkeypatch.setenv("MINIDL_KERNELS", "0")
     assert not use_kernels(a)
 
@@ -269,7 +276,90 @@ _CASES = {
     "tanh": ([(5, 6)], F.tanh),
     "gelu": ([(5, 6)], F.gelu),
     "linear": ([(4, 6), (3, 6), (3,)], F.linear),
+    "conv2d_same_even_kernel": ([(1, 2, 6, 5), (3, 2, 4, 2)],
+                                lambda x, w: F.conv2d(x, w, padding="same")),
+    # padding - output_padding < 0 along the width: im2col with a negative right padding
+    "conv_transpose2d_output_padding": ([(2, 3, 4, 5), (3, 2, 3, 3), (2,)],
+                                        lambda x, w, b: F.conv_transpose2d(
+                                            x, w, b, stride=2, padding=(1, 0),
+                                            output_padding=1)),
+    "max_pool2d_tiles": ([(2, 3, 8, 6)], lambda x: F.max_pool2d(x, 2)),
+    "max_pool2d_dilated": ([(2, 2, 9, 10)],
+                           lambda x: F.max_pool2d(x, (3, 2), (1, 2), 1, dilation=(2, 1))),
+    "avg_pool2d_divisor_override": ([(2, 2, 7, 6)],
+                                    lambda x: F.avg_pool2d(x, (3, 2), (2, 1), (1, 0),
+                                                           divisor_override=5)),
+    "adaptive_avg_pool2d_equal_bins": ([(2, 3, 6, 8)],
+                                       lambda x: F.adaptive_avg_pool2d(x, (3, 2))),
+    "batch_norm_no_affine": ([(6, 5, 7)],
+                             lambda x: F.batch_norm(x, None, None, training=True)),
+    "batch_norm_eval": ([(4, 3, 5, 5), (3,), (3,)], lambda x, w, b: F.batch_norm(
+        x, md.tensor(np.linspace(-1, 1, 3).astype(x.dtype), device=x.device),
+        md.tensor(np.linspace(0.5, 2, 3).astype(x.dtype), device=x.device), w, b)),
+    "cross_entropy_sum_spatial": ([(2, 4, 3, 3)], lambda x: F.cross_entropy(
+        x, md.tensor(np.arange(18).reshape(2, 3, 3) % 4, device=x.device),
+        reduction="sum")),
+    "cross_entropy_none_many_classes": ([(3, 700)], lambda x: F.cross_entropy(
+        x, md.tensor(np.array([5, -100, 699]), device=x.device), reduction="none",
+        label_smoothing=0.05)),
+    "cross_entropy_weighted": ([(6, 4)], lambda x: F.cross_entropy(
+        x, md.tensor(np.array([0, 1, 2, 3, 2, 1]), device=x.device),
+        weight=md.tensor(np.array([1.0, 2, 0.5, 3]).astype(x.dtype), device=x.device))),
+    "gelu_tanh": ([(5, 6)], lambda x: F.gelu(x, approximate="tanh")),
 }
+
+# The launchers each case must call on 'cuda' with the kernels on; with MINIDL_KERNELS=0,
+# none. A stride-1 conv2d computes its input gradient as a convolution: im2col only.
+_IM2COL, _COL2IM = "im2col.im2col", "im2col.col2im"
+_MAXPOOL = {"pool.max_pool2d_forward", "pool.max_pool2d_backward"}
+_AVGPOOL = {"pool.avg_pool2d_forward", "pool.avg_pool2d_backward"}
+_BN = {"batchnorm.batch_norm_stats", "batchnorm.batch_norm_forward",
+       "batchnorm.batch_norm_backward"}
+_XENT = {"softmax_xent.softmax_xent_forward", "softmax_xent.softmax_xent_backward"}
+_KERNELS = {
+    "conv2d": {_IM2COL}, "conv2d_same_even_kernel": {_IM2COL},
+    "conv2d_strided_grouped": {_IM2COL, _COL2IM}, "conv_transpose2d": {_IM2COL, _COL2IM},
+    "conv_transpose2d_output_padding": {_IM2COL, _COL2IM},
+    "max_pool2d": _MAXPOOL, "max_pool2d_tiles": _MAXPOOL, "max_pool2d_dilated": _MAXPOOL,
+    "avg_pool2d": _AVGPOOL, "avg_pool2d_divisor_override": _AVGPOOL,
+    "adaptive_avg_pool2d_equal_bins": _AVGPOOL,
+    "adaptive_avg_pool2d": set(),           # unequal bins: two small GEMMs, no kernel
+    "batch_norm": _BN, "batch_norm1d": _BN, "batch_norm_no_affine": _BN,
+    "batch_norm_eval": {"batchnorm.batch_norm_forward"},   # its backward is array math
+    "cross_entropy": _XENT, "cross_entropy_sum_spatial": _XENT,
+    "cross_entropy_none_many_classes": _XENT,
+    "cross_entropy_weighted": set(),        # the kernels take no class weights
+    "softmax": set(), "log_softmax": set(), "linear": set(),
+    "relu": set(), "tanh": set(),           # CuPy's maximum/tanh are one kernel already
+    "sigmoid": {"activation.sigmoid_forward"},   # backward: Tensor ops (double backward)
+    "leaky_relu": {"activation.leaky_relu_forward", "activation.leaky_relu_backward"},
+    "gelu": {"activation.gelu_forward", "activation.gelu_backward"},
+    "gelu_tanh": {"activation.gelu_forward", "activation.gelu_backward"},
+}
+_LAUNCHERS = {"im2col": im2col, "pool": pool, "batchnorm": batchnorm, "dropout": dropout,
+              "softmax_xent": softmax_xent, "activation": activation}
+_HELPERS = ("pool_output_size", "conv_output_size", "dropout_mask_numpy")
+
+
+def spy_on_launchers(monkeypatch):
+    """Record (name, args) of every launcher call of minidl.kernels from now on."""
+    log = []
+
+    def recording(label, fn):
+        def spy(*args, **kwargs):
+            log.append((label, args))
+            return fn(*args, **kwargs)
+        return spy
+    for short, module in _LAUNCHERS.items():
+        for name in module.__all__:
+            fn = getattr(module, name)
+            if callable(fn) and name not in _HELPERS:
+                monkeypatch.setattr(module, name, recording(f"{short}.{name}", fn))
+    return log
+
+
+def test_every_case_names_its_kernels():
+    assert sorted(_KERNELS) == sorted(_CASES)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -288,6 +378,75 @@ def test_op_on_cuda_matches_cpu(case, dtype, kernel_mode):
     for t, g_ref in zip(ts, grads_ref):
         assert t.grad.device == "cuda"
         close(t.grad, g_ref, dtype, 100)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", sorted(_CASES))
+def test_kernel_path_matches_minidl_kernels_0(case, dtype, monkeypatch):
+    shapes, fn = _CASES[case]
+    arrays = [rand(s, dtype, seed=i, scale=2.0) for i, s in enumerate(shapes)]
+    log = spy_on_launchers(monkeypatch)
+    results, gy = {}, None
+    for mode in ("1", "0"):
+        monkeypatch.setenv("MINIDL_KERNELS", mode)
+        del log[:]
+        ts = [md.tensor(a, device="cuda", requires_grad=True) for a in arrays]
+        y = fn(*ts)
+        if gy is None:
+            gy = rand(y.shape, dtype, seed=10)
+        y.backward(md.tensor(gy, device="cuda"))
+        results[mode] = (y, [t.grad for t in ts], {name for name, _ in log})
+    assert results["1"][2] == _KERNELS[case]
+    assert results["0"][2] == set()
+    (y1, grads1, _), (y0, grads0, _) = results["1"], results["0"]
+    assert y1.dtype == y0.dtype == dtype and y1.device == "cuda"
+    close(y1, y0, dtype, 100)
+    for i, (g1, g0) in enumerate(zip(grads1, grads0)):
+        assert g1.dtype == dtype
+        close(g1, g0, dtype, 100)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_max_pool2d_indices_and_running_stats_kernels_on_and_off(dtype, monkeypatch):
+    x = rand((2, 3, 9, 8), dtype)
+    x[0, 1, 2, 2] = x[0, 1, 2, 3] = np.nan       # two NaNs in a window: the last one wins
+    out = {}
+    for mode in ("1", "0"):
+        monkeypatch.setenv("MINIDL_KERNELS", mode)
+        y, idx = F.max_pool2d(md.tensor(x, device="cuda"), 3, 2, 1, return_indices=True)
+        rm = md.zeros(3, dtype=dtype, device="cuda")
+        rv = md.ones(3, dtype=dtype, device="cuda")
+        F.batch_norm(md.tensor(x[1:], device="cuda"), rm, rv, training=True, momentum=0.3)
+        out[mode] = (y.numpy(), idx.numpy(), rm.numpy(), rv.numpy())
+    np.testing.assert_array_equal(out["1"][0], out["0"][0])
+    np.testing.assert_array_equal(out["1"][1], out["0"][1])
+    close(out["1"][2], out["0"][2], dtype, 10)
+    close(out["1"][3], out["0"][3], dtype, 10)
+
+
+def test_dropout_kernel_path_is_the_hash_of_a_drawn_seed(monkeypatch):
+    monkeypatch.setenv("MINIDL_KERNELS", "1")
+    log = spy_on_launchers(monkeypatch)
+    x = rand((33, 65), np.float64) + 5
+    gy = rand(x.shape, np.float64, seed=1)
+    md.manual_seed(4)
+    t = md.tensor(x, device="cuda", requires_grad=True)
+    y = F.dropout(t, 0.25)
+    y.backward(md.tensor(gy, device="cuda"))
+    assert [name for name, _ in log] == ["dropout.dropout_forward", "dropout.dropout_backward"]
+    mask = dropout.dropout_mask_numpy(x.shape, 0.25, log[0][1][2])
+    np.testing.assert_array_equal(y.numpy(), np.where(mask, x / 0.75, 0))
+    np.testing.assert_array_equal(t.grad.numpy(), np.where(mask, gy / 0.75, 0))
+    md.manual_seed(4)
+    np.testing.assert_array_equal(F.dropout(md.tensor(x, device="cuda"), 0.25).numpy(),
+                                  y.numpy())
+    again = F.dropout(md.tensor(x, device="cuda"), 0.25).numpy()   # a fresh seed
+    assert log[-1][1][2] != log[0][1][2] and (again != y.numpy()).any()
+    # Channel and sample masks are tiny: they stay on the array path.
+    del log[:]
+    F.dropout2d(md.tensor(rand((4, 6, 3, 3)), device="cuda"), 0.5)
+    F.drop_path(md.tensor(rand((4, 6, 3, 3)), device="cuda"), 0.5)
+    assert log == []
 
 
 def test_dropout_on_cuda(kernel_mode):
@@ -321,6 +480,17 @@ _GRADCHECK = {
     "gelu": ([(3, 5)], F.gelu),
     "sigmoid": ([(3, 5)], F.sigmoid),
     "leaky_relu": ([(3, 5)], lambda x: F.leaky_relu(x, 0.1)),
+    "gelu_tanh": ([(3, 5)], lambda x: F.gelu(x, approximate="tanh")),
+    "batch_norm_eval": ([(3, 2, 3, 3), (2,), (2,)], lambda x, w, b: F.batch_norm(
+        x, md.tensor(np.array([0.1, -0.2]), device=x.device),
+        md.tensor(np.array([0.5, 2.0]), device=x.device), w, b)),
+    "cross_entropy_spatial": ([(2, 3, 2, 2)], lambda x: F.cross_entropy(
+        x, md.tensor(np.array([[[0, 1], [2, -100]], [[1, 1], [0, 2]]]), device=x.device),
+        reduction="sum")),
+    "conv_transpose2d_output_padding": ([(1, 2, 3, 3), (2, 2, 3, 3)],
+                                        lambda x, w: F.conv_transpose2d(
+                                            x, w, stride=2, padding=(1, 0),
+                                            output_padding=1)),
 }
 
 
