@@ -57,6 +57,8 @@ def _standardize_rows(x2, eps):
     """
     xp = get_array_module(x2)
     m = x2.shape[1]
+    if m == 0:      # empty rows (a zero-size spatial dim): nothing to standardise
+        return x2.copy(), xp.ones((x2.shape[0], 1), dtype=x2.dtype)
     xhat = x2 - x2.mean(axis=1, keepdims=True)
     var = xp.einsum("rm,rm->r", xhat, xhat)[:, None] / m
     invstd = 1 / xp.sqrt(var + eps)
@@ -71,6 +73,8 @@ def _standardize_rows_backward(g2, xhat2, invstd):
     """
     xp = get_array_module(g2)
     m = g2.shape[1]
+    if m == 0:
+        return g2.copy()
     mean_g = g2.mean(axis=1, keepdims=True)
     mean_gx = xp.einsum("rm,rm->r", g2, xhat2)[:, None] / m
     gx = xhat2 * -mean_gx
