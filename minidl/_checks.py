@@ -19,7 +19,6 @@ __all__ = ["describe", "tensor_arg", "int_arg", "real_arg", "dim_arg"]
 
 def describe(value) -> str:
     """What was given, in a few words: a Tensor's dtype and shape, a number's repr."""
-    from .tensor import Tensor
     if isinstance(value, Tensor):
         return f"a {value.dtype} Tensor of shape {value.shape}"
     if hasattr(value, "dtype") and hasattr(value, "shape"):
@@ -31,7 +30,6 @@ def describe(value) -> str:
 
 def tensor_arg(op: str, name: str, value, float_only: bool = False):
     """``value`` itself when it is a Tensor (of a float dtype, with ``float_only``)."""
-    from .tensor import Tensor
     if not isinstance(value, Tensor):
         raise TypeError(f"{op}: {name} must be a minidl Tensor, got {describe(value)}")
     if float_only and value.dtype.kind != "f":
@@ -79,3 +77,8 @@ def dim_arg(op: str, name: str, dim, ndim: int, extra: int = 0) -> int:
         raise ValueError(f"{op}: {name} {dim} is out of range for a tensor of {ndim} "
                          f"dimensions (expected a dim in [{-size}, {size - 1}])")
     return int(dim) % size
+
+
+# tensor.py imports this module at its end, once Tensor exists. An import inside each
+# check would cost microseconds per op call (the import machinery runs every time).
+from .tensor import Tensor  # noqa: E402

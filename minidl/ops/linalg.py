@@ -6,6 +6,8 @@ backward  ga = gy @ b^T,  gb = a^T @ gy, each summed back over broadcast batch d
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..function import Function
 from ..tensor import Tensor, as_tensor_like
 from .reduce import sum_to
@@ -51,12 +53,12 @@ def matmul(a, b) -> Tensor:
         raise ValueError(f"matmul: inner dimensions differ: a has shape {a.shape} "
                          f"({a2.shape[-1]} columns), b has shape {b.shape} "
                          f"({b2.shape[-2]} rows)")
-    try:
-        import numpy as np
-        np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
-    except ValueError:
-        raise ValueError(f"matmul: batch shapes of {a.shape} and {b.shape} do not "
-                         f"broadcast") from None
+    if a2.ndim > 2 or b2.ndim > 2:     # batch dims to check (costs microseconds)
+        try:
+            np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+        except ValueError:
+            raise ValueError(f"matmul: batch shapes of {a.shape} and {b.shape} do not "
+                             f"broadcast") from None
     y = MatMul().apply(a2, b2)
     if squeeze_cols:
         y = y.squeeze(-1)

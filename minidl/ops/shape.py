@@ -63,17 +63,20 @@ class Permute(Function):
         return x.transpose(self.dims)
 
     def backward(self, gy):
-        return gy.permute(*np.argsort(self.dims).tolist())
+        inverse = sorted(range(len(self.dims)), key=self.dims.__getitem__)
+        return Permute(tuple(inverse)).apply(gy)
 
 
 def permute(x: Tensor, *dims) -> Tensor:
     tensor_arg("permute", "input", x)
     dims = _shape_from_args(dims, "permute", "dims")
-    if len(dims) != x.ndim or any(not -x.ndim <= d < x.ndim for d in dims) or \
-            sorted(d % max(x.ndim, 1) for d in dims) != list(range(x.ndim)):
+    n = x.ndim
+    axes = tuple(d + n if d < 0 else d for d in dims)
+    # A permutation of 0..n-1 sorts to exactly that; out-of-range or repeated dims do not.
+    if len(axes) != n or sorted(axes) != list(range(n)):
         raise ValueError(f"permute: dims {dims} are not a permutation of the {x.ndim} "
                          f"dimensions of a tensor of shape {x.shape}")
-    return Permute(tuple(d % x.ndim for d in dims)).apply(x)
+    return Permute(axes).apply(x)
 
 
 def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
@@ -84,7 +87,7 @@ def transpose(x: Tensor, dim0: int, dim1: int) -> Tensor:
     if x.ndim == 0:
         return x
     dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
-    return permute(x, *dims)
+    return Permute(tuple(dims)).apply(x)    # a valid permutation by construction
 
 
 def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
