@@ -44,14 +44,12 @@ def use_kernels(*arrays) -> bool:
     >>> use_kernels(np.zeros(3))
     False
     """
-    if not kernels_enabled():
-        return False
     device_array = _device_array_type()
-    if device_array is None:
+    if device_array is None:     # the CPU-only case, first: ops ask at every call
         return False
     present = [a for a in arrays if a is not None]
     return bool(present) and all(isinstance(a, device_array) and a.dtype in _KERNEL_DTYPES
-                                 for a in present)
+                                 for a in present) and kernels_enabled()
 
 
 def _device_array_type():
