@@ -879,7 +879,16 @@ case("utils.load", lambda path, map_location: utils.load(path, map_location),
                                              "'tpu'")])], ops=("load", "device"))
 
 
+_DEFAULT = "build it"
+
+
 def _fit(model, loss_fn, optimizer, train_loader, epochs):
+    # A fresh model and optimizer per call (on the default device), unless mutated.
+    if model == _DEFAULT:
+        model = nn.Sequential(nn.Linear(4, 2))
+    if optimizer == _DEFAULT:
+        optimizer = optim.SGD((model if isinstance(model, nn.Module) else
+                               nn.Linear(4, 2)).parameters(), lr=0.01)
     return utils.fit(model, loss_fn, optimizer, train_loader, epochs=epochs, progress=False,
                      verbose=False)
 
@@ -890,14 +899,12 @@ def _fit_data(device):
     return [(x, y)]
 
 
-_FIT_MODEL = nn.Sequential(nn.Linear(4, 2))
 case("utils.fit", _fit,
-     [custom("model", _const(_FIT_MODEL), [("a function", _const(F.relu), RAISE,
-                                            "function")]),
+     [custom("model", _const(_DEFAULT), [("a function", _const(F.relu), RAISE,
+                                          "function")]),
       custom("loss_fn", _const(nn.CrossEntropyLoss()), [("a string", _const("ce"), RAISE,
                                                          "str")]),
-      custom("optimizer", _const(optim.SGD(_FIT_MODEL.parameters(), lr=0.01)),
-             [("a string", _const("sgd"), RAISE, "str")]),
+      custom("optimizer", _const(_DEFAULT), [("a string", _const("sgd"), RAISE, "str")]),
       custom("train_loader", _fit_data,
              [("labels out of range", lambda device: [(md.randn(8, 4, device=device),
                                                        md.tensor(np.arange(8), device=device))],
@@ -974,6 +981,15 @@ def _saved_checkpoint():
     path = f"{_TMP[0]}/good.npz"
     utils.save({"w": np.ones(3)}, path)
     return path
+
+
+@pytest.fixture
+def on_device(device):
+    """Layers, models and optimizers of a case are built on ``device`` (the default)."""
+    before = md.get_default_device()
+    md.set_default_device(device)
+    yield
+    md.set_default_device(before)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -1126,7 +1142,7 @@ def _mutations(c: Case, device):
 
 # ---- the tests ----------------------------------------------------------------------------
 @pytest.mark.parametrize("c", CASES, ids=repr)
-def test_every_mutation_of_every_argument(c, device):
+def test_every_mutation_of_every_argument(c, device, on_device):
     violations = [run_case(c, device, {})]
     if violations[0] is None:   # mutations of a base that does not work prove nothing
         violations += [run_case(c, device, {name: m}) for name, m in _mutations(c, device)]
@@ -1134,9 +1150,10 @@ def test_every_mutation_of_every_argument(c, device):
     assert not violations, "\n".join(violations)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_two_mutations_at_once(data, device):
+def test_two_mutations_at_once(data, device, on_device):
     c = data.draw(st.sampled_from(CASES), label="case")
     options = list(_mutations(c, device))
     if len(options) < 2:
