@@ -85,7 +85,7 @@ def ten(name, shape, *, ndims=None, float_only=True, optional=False, grad=True,
     def build(sh=shape, dt=dtype, requires_grad=grad):
         def make(device):
             a = _float_array(sh, dt, positive) if np.dtype(dt).kind == "f" else \
-                (_rng(1).integers(0, 3, sh).astype(dt))
+                (_rng(1).integers(1 if positive else 0, 3, sh).astype(dt))
             return md.tensor(a, device=device,
                              requires_grad=requires_grad and np.dtype(dt).kind == "f")
         return make
