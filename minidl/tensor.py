@@ -454,7 +454,7 @@ def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capt
             key = _grad_key(t)
             if capture is not None and key in capture:
                 captured[key] = g
-            elif t._ctx is None:            # backward() called on a leaf itself
+            elif t._ctx is None and capture is None:    # backward() on a leaf itself
                 _accumulate_leaf(t, g, create_graph)
             if t._ctx is not None:
                 _accumulate(grads, key, t, g)
@@ -495,7 +495,8 @@ def run_backward(roots, root_grads, retain_graph=False, create_graph=False, capt
                     if x._ctx is None:
                         continue
                 if x._ctx is None:
-                    _accumulate_leaf(x, gx, create_graph)
+                    if capture is None:     # md.grad returns gradients, it writes no .grad
+                        _accumulate_leaf(x, gx, create_graph)
                 else:
                     _accumulate(grads, key, x, gx)
             if not retain_graph:
