@@ -6,6 +6,7 @@ the input's array is freed once nothing else holds it. These tests check that th
 really go, that gradients still arrive, and that an op which breaks the contract fails
 loudly instead of computing with garbage.
 """
+import sys
 import weakref
 
 import numpy as np
@@ -135,3 +136,56 @@ def test_second_derivative_through_shape_only_ops(device):
     ggx, = md.grad(gx.sum(), [x])
     assert_close(gx, 2 * x.numpy())
     assert_close(ggx, np.full(5, 2.0))
+
+
+class FreshGrad(Function):
+    """y = 2x; backward returns a fresh array (through a view chain) and notes its id."""
+
+    def forward(self, x):
+        return 2 * x
+
+    def backward(self, gy):
+        g = (2 * gy).reshape(-1).reshape(gy.shape)
+        FreshGrad.last_id = id(g)
+        return g
+
+
+class KeptGrad(Function):
+    """y = 2x; backward returns an array it also keeps (as an op could with retain_graph)."""
+
+    def forward(self, x):
+        self.g = None
+        return 2 * x
+
+    def backward(self, gy):
+        self.g = 2 * gy
+        return self.g
+
+
+def test_private_leaf_gradient_is_kept_without_a_copy():
+    if sys.version_info >= (3, 14):
+        pytest.skip("the no-copy path relies on CPython <= 3.13 reference counts")
+    x = _leaf("cpu")
+    FreshGrad().apply(x).sum().backward()
+    assert id(x.grad.data) == FreshGrad.last_id
+    assert_close(x.grad, np.full(x.shape, 2.0))
+
+
+def test_shared_gradients_are_copied_into_grad(device):
+    a, b = _leaf(device, seed=1), _leaf(device, seed=2)
+    gy = md.tensor(np.ones(a.shape), device=device)
+    (a + b).backward(gy)                 # Add hands gy itself to both inputs
+    assert not np.shares_memory(a.grad.numpy(), b.grad.numpy()) or device != "cpu"
+    assert not np.shares_memory(a.grad.data, gy.data)
+    a.grad.data *= 5                     # e.g. gradient clipping, in place
+    assert_close(b.grad, np.ones(b.shape))
+    assert_close(gy, np.ones(a.shape))
+    # An op that keeps the array it returned: the leaf gets its own copy, so a second
+    # backward (retain_graph) adds into .grad without touching the op's array.
+    x = _leaf(device)
+    op = KeptGrad()
+    y = op.apply(x).sum()
+    y.backward(retain_graph=True)
+    assert x.grad.data is not op.g
+    y.backward()
+    assert_close(x.grad, np.full(x.shape, 4.0))
