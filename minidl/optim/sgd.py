@@ -66,6 +66,7 @@ class SGD(Optimizer):
             else:
                 buf = state["momentum_buffer"].data
                 buf *= momentum
-                buf += (1 - dampening) * grad
+                # in place; without dampening (the usual case) no temporary array at all
+                buf += grad if dampening == 0 else (1 - dampening) * grad
             grad = grad + momentum * buf if group["nesterov"] else buf
         param -= lr * grad
