@@ -13,7 +13,7 @@ GPU is present). A call with one (or, drawn by hypothesis, two) mutated argument
   that requires grad must then also backpropagate.
 
 Every outcome is counted; the summary (inputs tried, exceptions by type) is written to
-bad_input_summary.json in pytest's temporary folder and printed by the last test.
+bad_input_summary.json in pytest's temporary folder and printed when the session ends.
 """
 from __future__ import annotations
 
@@ -992,9 +992,10 @@ def on_device(device):
     md.set_default_device(before)
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def _scratch(tmp_path_factory, request):
-    """A scratch folder for the file cases; at the end, the summary (whatever the order)."""
+    """A scratch folder for the file cases; at the session's end, the summary (session
+    scope: the device parametrisation would tear a module fixture down twice)."""
     _TMP[:] = [str(tmp_path_factory.mktemp("bad_input"))]
     yield
     summary = {"inputs_tried": STATS["calls"], "cases": len(CASES),

@@ -31,7 +31,7 @@ from minidl.utils.checkpoint import load
 NUMBERS: dict = {}
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def _report(request):
     yield
     plugins = request.config.pluginmanager

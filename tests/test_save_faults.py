@@ -33,7 +33,7 @@ SURVIVED = {"kills": 0, "old_checkpoint_intact": 0, "fit_kills": 0,
             "fit_checkpoints_loaded": 0}
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def _report(request):
     yield
     plugins = request.config.pluginmanager

@@ -75,7 +75,7 @@ BAD_KINDS = ["3-D input", "1 channel", "empty batch", "int64 pixels", "float64 p
 SUMMARY: list = []
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def _report(request):
     yield
     plugins = request.config.pluginmanager
