@@ -148,6 +148,11 @@ def measure(framework: str, batch_size: int, steps: int, threads: int) -> dict:
         torch.set_num_threads(threads)
     else:
         import minidl  # noqa: F401
+        try:
+            from threadpoolctl import threadpool_limits
+            threadpool_limits(limits=threads, user_api="blas")
+        except ImportError:
+            pass        # NumPy's default BLAS threads
     rss_imports = _status_mb("VmRSS")
     images, labels = batch(batch_size)
     if framework == "torch":
@@ -170,7 +175,8 @@ def main(argv=None):
     parser.add_argument("--framework", choices=["minidl", "torch"], required=True)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch.set_num_threads, or NumPy's BLAS threads for minidl")
     args = parser.parse_args(argv)
     print(json.dumps(measure(args.framework, args.batch, args.steps, args.threads)),
           flush=True)

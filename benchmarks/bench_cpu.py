@@ -179,7 +179,8 @@ def conv_workloads(torch):
         x.grad = w.grad = b.grad = None
         F.conv2d(x, w, b, padding=1).backward(gy)
 
-    t_fwd = t_fwd_bwd = None
+    cases = {"conv2d fwd": (md_fwd, None, {"flops": conv_flop}),
+             "conv2d fwd+bwd": (md_fwd_bwd, None, {"flops": 3 * conv_flop})}
     if torch is not None:
         tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (xd, wd, bd))
         tgy = torch.tensor(gyd)
@@ -192,8 +193,9 @@ def conv_workloads(torch):
             tx.grad = tw.grad = tb.grad = None
             torch.nn.functional.conv2d(tx, tw, tb, padding=1).backward(tgy)
 
-    return {"conv2d fwd": (md_fwd, t_fwd, {"flops": conv_flop}),
-            "conv2d fwd+bwd": (md_fwd_bwd, t_fwd_bwd, {"flops": 3 * conv_flop})}
+        cases["conv2d fwd"] = (md_fwd, t_fwd, {"flops": conv_flop})
+        cases["conv2d fwd+bwd"] = (md_fwd_bwd, t_fwd_bwd, {"flops": 3 * conv_flop})
+    return cases
 
 
 def _layer_workload(name, md_layer, torch_layer, x_shape, seed):
@@ -209,15 +211,15 @@ def _layer_workload(name, md_layer, torch_layer, x_shape, seed):
         md_layer.zero_grad()
         md_layer(x).backward(gy)
 
-    t_run = None
-    if torch_layer is not None:
-        import torch
-        tx, tgy = torch.tensor(xd, requires_grad=True), torch.tensor(gyd)
+    if torch_layer is None:
+        return {name: (md_run, None, {})}
+    import torch
+    tx, tgy = torch.tensor(xd, requires_grad=True), torch.tensor(gyd)
 
-        def t_run():
-            tx.grad = None
-            torch_layer.zero_grad()
-            torch_layer(tx).backward(tgy)
+    def t_run():
+        tx.grad = None
+        torch_layer.zero_grad()
+        torch_layer(tx).backward(tgy)
 
     return {name: (md_run, t_run, {})}
 
@@ -369,6 +371,10 @@ def main(argv=None):
                         help="timed runs of each layer workload and the LeNet step")
     parser.add_argument("--step-repeats", type=int, default=7,
                         help="timed runs of the ResNet-18 step")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="BLAS threads for NumPy and torch.set_num_threads for PyTorch "
+                             "(default: NumPy's BLAS default, usually the core count); "
+                             "1 is steadier on a loaded machine")
     parser.add_argument("--no-torch", action="store_true", help="minidl only")
     parser.add_argument("--profile", choices=list(WORKLOADS), default=None,
                         help="also print a cProfile of minidl on that workload")
@@ -378,6 +384,13 @@ def main(argv=None):
     if unknown:
         parser.error(f"--only: unknown workloads {sorted(unknown)}")
 
+    if args.threads is not None:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            parser.error("--threads needs threadpoolctl (pip install threadpoolctl)")
+        # Kept (on args) for the whole run; the RSS child processes get --threads too.
+        args.blas_limits = threadpool_limits(limits=args.threads, user_api="blas")
     info = blas_info()
     threads = info["blas_threads"]
     torch = None
