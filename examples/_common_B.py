@@ -1,8 +1,10 @@
 """Helpers shared by the part-B examples: the command line, output files, data, metrics.
 
-Every example calls ``parse_args`` (the common flags --device, --epochs, --seed, --quick,
---out plus its own), ``Outputs`` for where its PNG and JSON go, and, for the digit
-examples, ``digits`` (scikit-learn's embedded 8x8 digits resized once, cached).
+Every example builds its command line with ``make_parser`` (the common flags --device,
+--epochs, --seed, --quick, --out) plus its own flags, reads it with ``parse`` (--quick
+swaps in small defaults), calls ``setup`` (seed, device check), and writes through
+``Outputs`` (where its PNG and JSON go). The digit examples use ``digits``
+(scikit-learn's embedded 8x8 digits, resized once and cached).
 """
 from __future__ import annotations
 
@@ -42,6 +44,16 @@ def make_parser(description: str, epochs: int, quick_epochs: int = 1,
                         help="folder for the PNG and the JSON (default: examples/figures "
                              "and examples/results)")
     return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv=None, quick: "dict | None" = None):
+    """Parse ``argv``; with --quick, the ``quick`` values replace the defaults of the
+    flags not given on the command line (an explicit flag always wins)."""
+    args = parser.parse_args(argv)
+    if args.quick and quick:
+        parser.set_defaults(**quick)
+        args = parser.parse_args(argv)
+    return args
 
 
 def setup(args) -> None:

@@ -30,7 +30,7 @@ from minidl.data import DataLoader, TensorDataset
 from minidl.data import transforms as T
 from minidl.utils import fit, predict
 
-from _common_B import (Outputs, SmallCNN, config, digits, make_parser, nll, pyplot,
+from _common_B import (Outputs, SmallCNN, config, digits, make_parser, nll, parse, pyplot,
                        save_figure, setup, write_json)
 
 NAME = "ensembles_and_tta"
@@ -96,9 +96,7 @@ def main(argv=None) -> dict:
                         help="offset of the 4 extra test crops from the centre one")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.members, args.width, args.train_size = 3, 8, 400
+    args = parse(parser, argv, quick=dict(members=3, width=8, train_size=400))
     if args.members < 2:
         parser.error(f"--members must be at least 2, got {args.members}")
     setup(args)

@@ -26,8 +26,8 @@ from minidl.models import BasicConv2d, Inception
 from minidl.ops.shape import cat
 from minidl.utils.summary import summary
 
-from _common_B import Outputs, config, make_parser, progress, pyplot, save_figure, setup, \
-    write_json
+from _common_B import (Outputs, config, make_parser, parse, progress, pyplot, save_figure,
+                       setup, write_json)
 
 NAME = "inception_cost"
 INPUT = (192, 28, 28)          # what inception3a of GoogLeNet receives
@@ -108,9 +108,7 @@ def main(argv=None) -> dict:
                          epochs_help="timed forward passes per model (nothing is trained)")
     parser.add_argument("--batch-size", type=int, default=16,
                         help="images per timed forward pass")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.batch_size = 1
+    args = parse(parser, argv, quick=dict(batch_size=1))
     setup(args)
     out = Outputs(NAME, args.out)
 

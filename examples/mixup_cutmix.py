@@ -26,7 +26,8 @@ from minidl.nn import functional as F
 from minidl.utils import fit
 
 from _common_B import (Outputs, SmallCNN, config, digits, expected_calibration_error,
-                       make_parser, nll, pyplot, save_figure, setup, softmax_np, write_json)
+                       make_parser, nll, parse, pyplot, save_figure, setup, softmax_np,
+                       write_json)
 
 NAME = "mixup_cutmix"
 METHODS = ("plain", "mixup", "cutmix")
@@ -172,9 +173,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--cutmix-alpha", type=float, default=1.0)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.train_size, args.width = 256, 8
+    args = parse(parser, argv, quick=dict(train_size=256, width=8))
     setup(args)
     out = Outputs(NAME, args.out)
 

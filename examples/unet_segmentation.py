@@ -21,7 +21,8 @@ from minidl.data import DataLoader, SyntheticShapes
 from minidl.nn import functional as F
 from minidl.utils import fit
 
-from _common_B import Outputs, config, make_parser, pyplot, save_figure, setup, write_json
+from _common_B import (Outputs, config, make_parser, parse, pyplot, save_figure, setup,
+                       write_json)
 
 NAME = "unet_segmentation"
 CLASSES = ("background",) + SyntheticShapes.classes
@@ -107,9 +108,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-2,
                         help="Adam learning rate (cosine-annealed to 0)")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.train_size, args.test_size, args.width, args.batch_size = 128, 64, 4, 16
+    args = parse(parser, argv, quick=dict(train_size=128, test_size=64, width=4,
+                                          batch_size=16))
     setup(args)
     out = Outputs(NAME, args.out)
 
