@@ -11,6 +11,7 @@ derivatives) come from autograd.
 from __future__ import annotations
 
 import builtins
+import math
 from collections import namedtuple
 
 import numpy as np
@@ -131,7 +132,7 @@ def sum_to(x: Tensor, shape) -> Tensor:
 def mean(x: Tensor, dim=None, keepdim: bool = False) -> Tensor:
     tensor_arg("mean", "input", x)
     dims = normalize_dims(dim, x.ndim, "mean")
-    count = int(np.prod([x.shape[d] for d in dims])) if dims else 1
+    count = math.prod(x.shape[d] for d in dims) if dims else 1
     if count == 0:
         raise ValueError(f"mean: cannot average over an empty dimension (shape {x.shape})")
     if x.dtype.kind not in "fc":
@@ -185,7 +186,7 @@ def var(x: Tensor, dim=None, keepdim: bool = False, unbiased: bool = True,
     """Variance: sum((x - mean)^2) / (n - correction); correction 1 (unbiased) by default."""
     tensor_arg("var", "input", x, float_only=True)
     dims = normalize_dims(dim, x.ndim, "var")
-    n = int(np.prod([x.shape[d] for d in dims])) if dims else 1
+    n = math.prod(x.shape[d] for d in dims) if dims else 1
     correction = (1 if unbiased else 0) if correction is None else correction
     if n - correction <= 0:
         raise ValueError(f"var: {n} element(s) over dim {dim!r} with correction "

@@ -6,6 +6,8 @@ what indexing gathered (adding where an index repeats), slice what cat joined.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import backend
@@ -41,7 +43,7 @@ class Reshape(Function):
 def reshape(x: Tensor, *shape) -> Tensor:
     tensor_arg("reshape", "input", x)
     shape = _shape_from_args(shape, "reshape")
-    known = int(np.prod([s for s in shape if s != -1]))
+    known = math.prod(s for s in shape if s != -1)
     if shape.count(-1) > 1 or any(s < -1 for s in shape) or (
             -1 in shape and (known == 0 or x.numel() % known)) or (
             -1 not in shape and known != x.numel()):
@@ -98,7 +100,7 @@ def flatten(x: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
         return reshape(x, 1)
     if start > end:
         raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
-    shape = x.shape[:start] + (int(np.prod(x.shape[start:end + 1])),) + x.shape[end + 1:]
+    shape = x.shape[:start] + (math.prod(x.shape[start:end + 1]),) + x.shape[end + 1:]
     return reshape(x, shape)
 
 
