@@ -5,8 +5,8 @@ resident memory of a fresh process that runs the step a few times:
 
     python benchmarks/_rss_step.py --framework minidl [--batch 32] [--steps 3] [--threads 2]
 
-and prints one JSON line: the peak RSS (VmHWM, the kernel's high-water mark, and
-ru_maxrss), the RSS after imports and after building the model and the batch. Each
+and prints one JSON line: the peak RSS (VmHWM, the kernel's high-water mark of this
+process), the RSS after imports and after building the model and the batch. Each
 framework runs in its own process, which imports only that framework, so one's memory
 never counts against the other.
 
@@ -162,10 +162,14 @@ def measure(framework: str, batch_size: int, steps: int, threads: int) -> dict:
     rss_setup = _status_mb("VmRSS")
     for _ in range(steps):
         step()
-    # ru_maxrss is in kB on Linux.
+    # VmHWM is this process's own peak. ru_maxrss is the fallback where /proc is missing,
+    # but it carries over from the parent across exec (bench_cpu.py's own peak would
+    # show), and it is in kB on Linux, in bytes on macOS.
+    peak, source = _status_mb("VmHWM"), "VmHWM"
+    if peak != peak:    # NaN: no /proc
+        peak, source = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "ru_maxrss"
     return {"record": "rss", "framework": framework, "batch": batch_size, "steps": steps,
-            "peak_rss_mb": round(_status_mb("VmHWM"), 1),
-            "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "peak_rss_mb": round(peak, 1), "peak_from": source,
             "rss_after_imports_mb": round(rss_imports, 1),
             "rss_after_setup_mb": round(rss_setup, 1)}
 
