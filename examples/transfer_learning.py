@@ -82,22 +82,35 @@ def accuracy(model, images, labels, device) -> float:
 
 
 def plot(path, sizes, table, args, source_acc):
+    """Accuracy per strategy, and each strategy's gain over scratch on the same draws."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
     xs = [s if s is not None else args.full_label for s in sizes]
     for k, strategy in enumerate(STRATEGIES):
-        means = [100 * table[str(s)][strategy]["mean"] for s in sizes]
-        stds = [100 * table[str(s)][strategy]["std"] for s in sizes]
-        ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=strategy)
-    ax.set_xscale("log")
-    ax.set_xticks(xs)
-    ax.set_xticklabels([str(s) if s is not None else "all" for s in sizes])
-    ax.set_xlabel("labelled images per class of the target digits 5-9")
-    ax.set_ylabel("test accuracy on 5-9 (%)")
-    ax.set_title(f"trunk pretrained on 0-4 (source test accuracy {100 * source_acc:.1f}%)",
-                 fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend()
+        rows = [table[str(s)] for s in sizes]
+        means = [100 * r[strategy]["mean"] for r in rows]
+        stds = [100 * r[strategy]["std"] for r in rows]
+        axes[0].errorbar(xs, means, yerr=stds, marker="o", capsize=3, c=f"C{k}",
+                         label=strategy)
+        if strategy != "scratch":
+            gains = [100 * (np.array(r[strategy]["runs"]) - np.array(r["scratch"]["runs"]))
+                     for r in rows]
+            axes[1].errorbar(xs, [g.mean() for g in gains], yerr=[g.std() for g in gains],
+                             marker="o", capsize=3, c=f"C{k}", label=strategy)
+    axes[1].axhline(0, c="C0", lw=1.5, label="scratch")
+    axes[0].set_ylabel("test accuracy on 5-9 (%)")
+    axes[0].set_title(f"trunk pretrained on 0-4 (source test accuracy "
+                      f"{100 * source_acc:.1f}%)", fontsize=10)
+    axes[1].set_ylabel("gain over scratch, same labelled images (points)")
+    axes[1].set_title("paired difference to training from scratch", fontsize=10)
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xticks(xs)
+        ax.set_xticklabels([str(s) if s is not None else "all" for s in sizes])
+        ax.minorticks_off()
+        ax.set_xlabel("labelled images per class of the target digits 5-9")
+        ax.grid(alpha=0.3)
+        ax.legend()
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -163,8 +176,15 @@ def main(argv=None) -> dict:
         if strategy != "scratch":   # what training moved, for the last draw of each
             weight_change[strategy] = trunk_change(model, pretrained)
 
-    table = {s: {k: {"mean": float(np.mean(v)), "std": float(np.std(v)), "runs": v}
-                 for k, v in row.items()} for s, row in scores.items()}
+    table = {}
+    for s, row in scores.items():
+        table[s] = {}
+        for k, v in row.items():
+            # paired with scratch: the same labelled images and the same draw of batches
+            gain = np.array(v) - np.array(row["scratch"])
+            table[s][k] = {"mean": float(np.mean(v)), "std": float(np.std(v)), "runs": v,
+                           "gain_over_scratch": float(gain.mean()),
+                           "gain_over_scratch_std": float(gain.std())}
     plot(out.figure(), sizes, table, args, source_acc)
     results = {"config": config(args), "source_test_acc": source_acc,
                "source_history": history.to_dict(),
@@ -187,6 +207,13 @@ def main(argv=None) -> dict:
         print(f"{label:<14}" + "".join(
             f"{100 * row[k]['mean']:>11.1f}%{'*' if k == best else ' '}" for k in STRATEGIES))
     print("(* best per row)")
+    print("gain over scratch on the same labelled images (points, mean +- std):")
+    for s in sizes:
+        row = table[str(s)]
+        label = str(s) if s is not None else "all"
+        cells = [f"{100 * row[k]['gain_over_scratch']:+.1f} +- "
+                 f"{100 * row[k]['gain_over_scratch_std']:.1f}" for k in STRATEGIES[1:]]
+        print(f"{label:<14}{'':>13}" + "".join(f"{c:>13}" for c in cells))
     return results
 
 
