@@ -39,7 +39,7 @@ def make_parser(description: str, epochs: int, quick_epochs: int = 1,
                         help=f"{epochs_help} (default {epochs}, {quick_epochs} with --quick)")
     parser.add_argument("--seed", type=int, default=0, help="seed of md.manual_seed and data")
     parser.add_argument("--quick", action="store_true",
-                        help="a seconds-long smoke run: tiny subsets, 1 epoch, tiny widths")
+                        help="a seconds-long smoke run: tiny subsets, few epochs, small widths")
     parser.add_argument("--out", default=None,
                         help="folder for the PNG and the JSON (default: examples/figures "
                              "and examples/results)")

@@ -8,7 +8,7 @@ anomaly score; the ROC AUC over the held-out digits measures how well it separat
 unseen classes from the normal ones (0.5 is chance, 1.0 perfect). The code must be small
 enough that the network cannot simply copy any input: that bottleneck is the whole trick.
 
-    python examples/anomaly_autoencoder.py                 # under a minute on a CPU
+    python examples/anomaly_autoencoder.py                 # about 20 seconds on a CPU
     python examples/anomaly_autoencoder.py --normal 0      # one normal class
 """
 from __future__ import annotations

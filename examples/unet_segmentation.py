@@ -9,7 +9,7 @@ trains with the per-pixel cross-entropy. The score is the intersection over unio
 of each class's predicted and true pixels on held-out images, and its mean (mIoU).
 Telling the shapes apart is the hard part: finding the foreground comes first.
 
-    python examples/unet_segmentation.py          # about a minute and a half on a CPU
+    python examples/unet_segmentation.py          # about a minute on a CPU
 """
 from __future__ import annotations
 
