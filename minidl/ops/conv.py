@@ -405,11 +405,13 @@ class Conv2d(Function):
             (dh, dw) = self.dilation
             _, C, H, W = self.x_shape
             # The flipped-kernel convolution writes im2col(gy), O*kh*kw x N*H*W; the other
-            # way writes gcols, C*kh*kw x N*OH*OW. Take the smaller: the same for ResNet's
-            # 3x3 convolutions, 5x smaller gcols for LeNet's second one (6 -> 16 channels,
-            # no padding), where the gcols way measured 3x faster.
+            # way writes gcols, C*kh*kw x N*OH*OW, and adds it back with col2im, which
+            # costs more per element. Measured (1 thread, 3x3): the flipped way wins up to
+            # a size ratio of about 1.5 (ResNet's 3x3 convolutions: 1), the gcols way from
+            # 2 on (LeNet-5's second conv, 6 -> 16 channels without padding: 5.2, 3.7x
+            # faster).
             if self.stride == (1, 1) and pt <= dh * (kh - 1) and pl <= dw * (kw - 1) and \
-                    O * H * W <= C * OH * OW:
+                    O * H * W < 2 * C * OH * OW:
                 gx = self._input_grad_as_convolution(gy)
             else:
                 w_rows = self.weight.reshape(G, O // G, Cg * kh * kw)
