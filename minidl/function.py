@@ -11,6 +11,10 @@ Two kinds of backward exist:
 * primitive tensor math sets ``backward_on_tensors = True``: its backward receives and
   returns Tensors and is written with Tensor ops, so that with ``create_graph=True`` the
   gradient is itself a graph (second derivatives, gradgradcheck).
+
+A layer op must not read ``self.inputs[i].data`` in backward: the graph keeps only an
+InputRecord of a non-leaf input (shape, dtype, producer) unless the op sets
+``saves_inputs = True``, so that activations are freed as soon as forward has used them.
 """
 from __future__ import annotations
 

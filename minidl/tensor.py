@@ -1,7 +1,10 @@
 """Tensor: an array, its gradient, and the record of the op that made it.
 
 The graph is made of Functions: each output Tensor points to the Function that made it
-(``_ctx``), each Function to its input Tensors. ``backward()`` walks it in two steps:
+(``_ctx``), each Function to its inputs (``fn.inputs``: the input Tensors, or, for an input
+whose values the Function's backward does not read, an ``InputRecord`` of its shape and
+producer, so that its array can be freed right after forward). ``backward()`` walks it in
+two steps:
 
 1. an iterative depth-first search lists the Functions so that every Function comes
    after all the Functions that consume its outputs (no recursion: a 1000-op chain or a
