@@ -45,6 +45,7 @@ def example_parser(description: str, epochs: int, seed: int = 0,
 def parse(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace:
     """Parse argv, fill --epochs, check the device and seed minidl."""
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.epochs is None:
         args.epochs = args.quick_epochs if args.quick else args.default_epochs
     if args.epochs < 1:
@@ -105,14 +106,15 @@ def _plain(value):
     return value
 
 
-def save_results(results: dict, args, filename: str) -> str:
-    """Write the numbers of a run (plus its command line) as JSON; returns the path."""
+def save_results(results: dict, args, name: str) -> str:
+    """Write the numbers of example ``name`` (plus its command line) to ``name``.json;
+    returns the path."""
     _, res_dir = output_dirs(args)
-    path = os.path.join(res_dir, filename)
+    path = os.path.join(res_dir, f"{name}.json")
     results = dict(results)
-    results["args"] = {k: v for k, v in vars(args).items() if k not in ("default_epochs", "quick_epochs")}
-    results["command"] = " ".join(["python", os.path.relpath(sys.argv[0])] + sys.argv[1:]) \
-        if sys.argv and sys.argv[0].endswith(".py") else None
+    results["args"] = {k: v for k, v in vars(args).items()
+                       if k not in ("default_epochs", "quick_epochs", "argv")}
+    results["command"] = " ".join([f"python examples/{name}.py"] + args.argv)
     with open(path, "w") as f:
         json.dump(_plain(results), f, indent=1)
     print(f"results: {os.path.relpath(path)}")

@@ -65,8 +65,8 @@ def load_data(args):
     size = None if args.size == 8 else args.size
     train, test = Digits(train=True, size=size), Digits(train=False, size=size)
     if args.quick:
-        train = Subset(train, subset_per_class(train.targets, 40, args.seed))
-        test = Subset(test, np.arange(120))
+        train = Subset(train, subset_per_class(train.targets, 32, args.seed))
+        test = Subset(test, np.arange(64))
     return train, test
 
 
@@ -96,7 +96,7 @@ def experiment_batch_size(args, train, test) -> "tuple[dict, dict]":
     the records and the trained models."""
     runs, models = {}, {}
     if args.quick:      # a smoke run: batches of 2 over 400 images would take too long
-        train = Subset(train, np.arange(128))
+        train = Subset(train, np.arange(64))
     for bs in args.batch_sizes:
         md.manual_seed(args.seed)
         model = vgg_style(True, args.size).to(args.device)
@@ -178,7 +178,7 @@ def experiment_train_vs_eval(args, model, test) -> dict:
     return result
 
 
-def plot(args, runs1, runs2, res3, n_train):
+def plot(args, runs1, runs2, res3):
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     ax = axes[0]
@@ -199,13 +199,14 @@ def plot(args, runs1, runs2, res3, n_train):
     for bs, rec in runs2.items():
         loss = np.asarray(rec["loss"])
         kk = max(1, min(len(loss) // 10, 25))
-        epochs = np.arange(1, len(loss) + 1) * int(bs) / n_train
+        epochs = np.arange(1, len(loss) + 1) / rec["steps_per_epoch"]
         ax.plot(epochs[kk - 1:], smooth(loss, kk),
-                label=f"batch {bs}: held-out {100 * rec['test_acc_eval_mode']:.1f}%")
+                label=f"batch {bs}: held-out {100 * rec['test_acc_eval_mode']:.1f}% "
+                      f"(train mode {100 * rec['test_acc_train_mode']:.1f}%)")
     ax.set(xlabel="epoch", ylabel="training loss (smoothed)",
            title=f"BN net, batch size, SGD lr {args.bs_lr}")
     ax.set_yscale("log")
-    ax.legend()
+    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
 
     ax = axes[2]
@@ -240,11 +241,11 @@ def main(argv=None) -> dict:
     res3 = experiment_train_vs_eval(args, models[bs], test)
     res3["trained_with_batch"] = bs
     seconds = timer.seconds
-    save_figure(plot(args, runs1, runs2, res3, len(train)), args, f"{NAME}.png")
+    save_figure(plot(args, runs1, runs2, res3), args, f"{NAME}.png")
     results = {"example": NAME, "n_train": len(train), "n_test": len(test),
                "trainability": runs1, "batch_size": runs2, "train_vs_eval": res3,
                "seconds": seconds}
-    save_results(results, args, f"{NAME}.json")
+    save_results(results, args, NAME)
     plain, bn = runs1["plain"], runs1["with BN"]
     print(f"summary: at lr {args.lr} the plain net ends at loss {plain['final_loss']:.3f} "
           f"(held-out {100 * plain['test_acc']:.1f}%), the BN net at {bn['final_loss']:.3f} "

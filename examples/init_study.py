@@ -29,6 +29,7 @@ import numpy as np
 
 import minidl as md
 from minidl import nn, optim
+from minidl.backend import to_device
 from minidl.data import DataLoader, Digits, TensorDataset
 
 from _common_A import (Timer, accuracy_on, example_parser, parse, pyplot, save_figure,
@@ -104,9 +105,9 @@ def layer_statistics(model, x, y) -> dict:
     loss = nn.functional.cross_entropy(logits, y)
     loss.backward()
 
-    def std(t):
-        with np.errstate(all="ignore"):
-            return float(np.asarray(md.tensor(t).numpy(), dtype=np.float64).std())
+    def std(array):
+        with np.errstate(all="ignore"):     # N(0, 1) overflows float32: inf is a result
+            return float(to_device(array, "cpu").astype(np.float64).std())
 
     return {"activation_std": [std(a.data) for a in acts],
             "gradient_std": [std(z.grad.data) if z.grad is not None else 0.0 for z in pre],
@@ -178,7 +179,7 @@ def main(argv=None) -> dict:
     save_figure(plot(results, depth, width, args), args, f"{NAME}.png")
     out = {"example": NAME, "depth": depth, "width": width, "n_train": len(train),
            "n_test": len(test), "schemes": results, "seconds": seconds}
-    save_results(out, args, f"{NAME}.json")
+    save_results(out, args, NAME)
     print(f"total {seconds:.0f} s")
     return out
 

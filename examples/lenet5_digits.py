@@ -58,26 +58,30 @@ def load_data(args):
 
 def plot(history, images, labels, preds, title):
     plt = pyplot()
-    fig = plt.figure(figsize=(10, 5.2))
-    grid = fig.add_gridspec(3, 12, height_ratios=[2.2, 1, 1])
+    fig = plt.figure(figsize=(10, 5.6), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1.3, 1])
     epochs = history["epoch"]
-    for k, (metric, label) in enumerate([("loss", "cross-entropy"), ("acc", "accuracy")]):
-        ax = fig.add_subplot(grid[0, 6 * k:6 * k + 6])
+    for ax, (metric, label) in zip(top.subplots(1, 2),
+                                   [("loss", "cross-entropy"), ("acc", "accuracy")]):
         ax.plot(epochs, history[f"train_{metric}"], "o-", ms=3, label="train")
         ax.plot(epochs, history[f"val_{metric}"], "o-", ms=3, label="held-out")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
+        if metric == "loss":
+            ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend()
-    for i in range(min(24, len(images))):
-        ax = fig.add_subplot(grid[1 + i // 12, i % 12])
+    top.suptitle(title)
+    for i, ax in enumerate(bottom.subplots(2, 12).ravel()):
+        ax.axis("off")
+        if i >= len(images):
+            continue
         ax.imshow(images[i, 0], cmap="gray_r")
         ok = preds[i] == labels[i]
-        ax.set_title(f"{preds[i]}" if ok else f"{preds[i]} (is {labels[i]})", fontsize=8,
+        ax.set_title(f"{preds[i]}" if ok else f"{preds[i]}/{labels[i]}", fontsize=9,
                      color="black" if ok else "red")
-        ax.axis("off")
-    fig.suptitle(title)
-    fig.tight_layout()
+    bottom.suptitle("held-out digits and their predictions; mistakes first, in red as "
+                    "prediction/truth", fontsize=9)
     return fig
 
 
@@ -104,8 +108,8 @@ def main(argv=None) -> dict:
     model.eval()
     images, labels = next(iter(DataLoader(test, batch_size=min(len(test), 512))))
     with md.no_grad():
-        preds = model(images.to(args.device)).data.argmax(axis=1)
-    preds, labels, images = md.tensor(preds).numpy(), labels.numpy(), images.numpy()
+        preds = model(images.to(args.device)).numpy().argmax(axis=1)
+    labels, images = labels.numpy(), images.numpy()
     order = np.argsort(preds == labels, kind="stable")
     errors = int(round((1 - scores["acc"]) * scores["n"]))
     title = (f"LeNet-5 on {data_name}: held-out accuracy {100 * scores['acc']:.2f}% "
@@ -117,7 +121,7 @@ def main(argv=None) -> dict:
                "test_accuracy": scores["acc"], "test_loss": scores["loss"],
                "test_errors": errors, "train_seconds": seconds,
                "history": history.to_dict()}
-    save_results(results, args, f"{NAME}.json")
+    save_results(results, args, NAME)
     print(f"held-out accuracy {100 * scores['acc']:.2f}% ({errors} errors in {scores['n']}), "
           f"loss {scores['loss']:.4f}, trained {args.epochs} epochs in {seconds:.1f} s")
     return results

@@ -93,26 +93,30 @@ def build_model(args, num_classes: int):
 
 def plot(history, images, labels, preds, classes, mean, std, title):
     plt = pyplot()
-    fig = plt.figure(figsize=(10, 5.4))
-    grid = fig.add_gridspec(3, 8, height_ratios=[2.2, 1, 1])
+    fig = plt.figure(figsize=(10, 6.4), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1.1, 1])
     epochs = history["epoch"]
-    for k, (metric, label) in enumerate([("loss", "cross-entropy"), ("acc", "accuracy")]):
-        ax = fig.add_subplot(grid[0, 4 * k:4 * k + 4])
+    for ax, (metric, label) in zip(top.subplots(1, 2),
+                                   [("loss", "cross-entropy"), ("acc", "accuracy")]):
         ax.plot(epochs, history[f"train_{metric}"], "o-", ms=3, label="train (augmented)")
         ax.plot(epochs, history[f"val_{metric}"], "o-", ms=3, label="held-out")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
+        ax.set_xticks(epochs)
+        if metric == "loss":
+            ax.set_yscale("log")     # early held-out losses of a BN net can be large
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    top.suptitle(title)
     m, s = np.asarray(mean).reshape(3, 1, 1), np.asarray(std).reshape(3, 1, 1)
-    for i in range(min(16, len(images))):
-        ax = fig.add_subplot(grid[1 + i // 8, i % 8])
+    for i, ax in enumerate(bottom.subplots(2, 8).ravel()):
+        ax.axis("off")
+        if i >= len(images):
+            continue
         ax.imshow(np.clip(images[i] * s + m, 0, 1).transpose(1, 2, 0))
         ok = preds[i] == labels[i]
         ax.set_title(classes[preds[i]], fontsize=8, color="black" if ok else "red")
-        ax.axis("off")
-    fig.suptitle(title)
-    fig.tight_layout()
+    bottom.suptitle("held-out images with the predicted class (red: wrong)", fontsize=9)
     return fig
 
 
@@ -158,7 +162,7 @@ def main(argv=None) -> dict:
                "batch_size": batch_size, "lr": lr, "test_accuracy": scores["acc"],
                "test_loss": scores["loss"], "train_seconds": seconds,
                "history": history.to_dict()}
-    save_results(results, args, f"{NAME}.json")
+    save_results(results, args, NAME)
     print(f"held-out accuracy {100 * scores['acc']:.2f}% (loss {scores['loss']:.4f}) after "
           f"{args.epochs} epochs in {seconds:.1f} s")
     return results
