@@ -13,7 +13,7 @@ Then the same model is trained with, one at a time:
 and with all three together. The gap is training accuracy (eval mode, on the clean
 training images) minus held-out accuracy (the 359 held-out digits).
 
-    python examples/dropout_and_augmentation.py        # about a minute on a CPU
+    python examples/dropout_and_augmentation.py        # a few minutes on a CPU
 
 Writes examples/figures/dropout_and_augmentation.png and
 examples/results/dropout_and_augmentation.json.
@@ -96,8 +96,8 @@ def run_config(name, cfg, args, train_idx, test):
         return False
 
     history = fit(model, loss_fn, opt, train_loader, test_loader, epochs=args.epochs,
-                  scheduler=schedule, device=args.device, callbacks=[measure_clean], progress=args.progress,
-                  verbose=False)
+                  scheduler=schedule, device=args.device, callbacks=[measure_clean],
+                  progress=args.progress, verbose=False)
     # Held-out loss without smoothing, so all runs are compared on the same scale.
     test_scores = evaluate(model, nn.CrossEntropyLoss(), test_loader, device=args.device)
     return {"train_acc": clean_acc[-1], "test_acc": test_scores["acc"],
@@ -128,7 +128,7 @@ def main(argv=None) -> dict:
     save_figure(plot(runs, args), args, f"{NAME}.png")
     results = {"example": NAME, "n_train": len(train_idx), "n_test": len(test),
                "runs": runs, "seconds": seconds}
-    save_results(results, args, f"{NAME}.json")
+    save_results(results, args, NAME)
     print("\n| run | train acc | held-out acc | gap | held-out loss |")
     print("|---|---|---|---|---|")
     for name, r in runs.items():
