@@ -148,7 +148,8 @@ def test_sigkill_during_save_keeps_the_previous_checkpoint(tmp_path, trials):
     codes = []
     for lot in range(0, trials, 4):             # at most 4 children at a time
         part = folders[lot:lot + 4]
-        procs = [_start(_SLOW_SAVER, folder / "last.npz", 0.01) for folder in part]
+        # 24 arrays x 0.04 s: the write lasts ~1 s, far longer than the latest kill (0.2 s)
+        procs = [_start(_SLOW_SAVER, folder / "last.npz", 0.04) for folder in part]
         delays = np.random.default_rng(lot).uniform(0.0, 0.2, len(part))
         codes += _kill_all(procs, lambda i, part=part: any(
             n.endswith(".tmp") for n in os.listdir(part[i])), delays)
