@@ -6,16 +6,15 @@ im2col arithmetic and the gradients are in the op file.
 """
 from __future__ import annotations
 
-import math
 import numbers
 
 from ...backend import get_default_device
 from ...ops import conv as _conv
 from ...ops.shape import cat, pad
 from ...tensor import Tensor, empty, get_default_dtype
-from .. import init
 from ..module import Module
 from ..parameter import Parameter
+from .linear import default_init_
 
 __all__ = ["Conv2d", "ConvTranspose2d"]
 
@@ -106,11 +105,7 @@ class _ConvNd(Module):
 
     def reset_parameters(self) -> None:
         """PyTorch's default: kaiming_uniform_(a=sqrt(5)) weight, U(+-1/sqrt(fan_in)) bias."""
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            init.uniform_(self.bias, -bound, bound)
+        default_init_(self.weight, self.bias)
 
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

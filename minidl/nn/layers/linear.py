@@ -85,6 +85,16 @@ def linear(input: Tensor, weight: Tensor, bias: "Tensor | None" = None) -> Tenso
     return fn.apply(input, weight) if bias is None else fn.apply(input, weight, bias)
 
 
+def default_init_(weight, bias) -> None:
+    """PyTorch's default init of Linear and Conv layers: weight kaiming_uniform_(a=sqrt(5)),
+    that is U(+-1/sqrt(fan_in)), and bias U(+-1/sqrt(fan_in))."""
+    init.kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        fan_in, _ = init._calculate_fan_in_and_fan_out(weight)
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        init.uniform_(bias, -bound, bound)
+
+
 class Linear(Module):
     """Fully connected layer: y = x W^T + b, W of shape (out_features, in_features).
 
@@ -120,11 +130,7 @@ class Linear(Module):
 
     def reset_parameters(self) -> None:
         """PyTorch's default init (see the class docstring)."""
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in, _ = init._calculate_fan_in_and_fan_out(self.weight)
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            init.uniform_(self.bias, -bound, bound)
+        default_init_(self.weight, self.bias)
 
     def forward(self, input: Tensor) -> Tensor:
         return linear(input, self.weight, self.bias)
