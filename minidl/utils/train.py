@@ -19,8 +19,6 @@ import sys
 import time
 from typing import Callable, Iterable, Sequence
 
-import numpy as np
-
 from ..backend import Device, get_array_module
 from ..grad_mode import no_grad
 from ..tensor import Tensor
