@@ -79,10 +79,11 @@ def save(obj, path) -> None:
     header_bytes = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
 
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}.tmp")
-    # os.open with mode 0o666 lets the umask decide the permissions, as for open(path, "w").
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                 0o666)
     try:
+        # Created inside the try: a Ctrl-C right after the file appears still removes it.
+        # os.open with mode 0o666 lets the umask decide the permissions, as open(path, "w").
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                     0o666)
         with os.fdopen(fd, "wb") as f:
             with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED,
                                  allowZip64=True) as zf:
