@@ -35,6 +35,23 @@ def _check_momentum(layer: str, momentum):
     return momentum
 
 
+def _affine_parameters(layer: Module, affine: bool, shape, bias: bool, dtype, device):
+    """Register ``weight`` (ones) and ``bias`` (zeros) of ``shape``, or None where absent."""
+    layer.register_parameter(
+        "weight", Parameter(ones(shape, dtype=dtype, device=device)) if affine else None)
+    layer.register_parameter(
+        "bias", Parameter(zeros(shape, dtype=dtype, device=device))
+        if affine and bias else None)
+
+
+def _ones_zeros_(layer: Module) -> None:
+    """PyTorch's init of normalisation layers: weight 1, bias 0."""
+    if layer.weight is not None:
+        init.ones_(layer.weight)
+    if layer.bias is not None:
+        init.zeros_(layer.bias)
+
+
 class _NormBase(Module):
     """Parameters and running statistics shared by BatchNorm and InstanceNorm."""
 
@@ -50,15 +67,7 @@ class _NormBase(Module):
         self.track_running_stats = bool(track_running_stats)
         device = device if device is not None else get_default_device()
         dtype = dtype if dtype is not None else get_default_dtype()
-        if self.affine:
-            self.weight = Parameter(ones(num_features, dtype=dtype, device=device))
-            if bias:
-                self.bias = Parameter(zeros(num_features, dtype=dtype, device=device))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, self.affine, num_features, bias, dtype, device)
         if self.track_running_stats:
             self.register_buffer("running_mean", zeros(num_features, dtype=dtype,
                                                        device=device))
@@ -83,10 +92,7 @@ class _NormBase(Module):
     def reset_parameters(self) -> None:
         """Running statistics reset; weight 1, bias 0 (as PyTorch)."""
         self.reset_running_stats()
-        if self.weight is not None:
-            init.ones_(self.weight)
-        if self.bias is not None:
-            init.zeros_(self.bias)
+        _ones_zeros_(self)
 
     def _check_input_dim(self, input) -> None:
         raise NotImplementedError
@@ -260,22 +266,11 @@ class LayerNorm(Module):
         self.elementwise_affine = bool(elementwise_affine)
         device = device if device is not None else get_default_device()
         dtype = dtype if dtype is not None else get_default_dtype()
-        if self.elementwise_affine:
-            self.weight = Parameter(ones(self.normalized_shape, dtype=dtype, device=device))
-            if bias:
-                self.bias = Parameter(zeros(self.normalized_shape, dtype=dtype,
-                                            device=device))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, self.elementwise_affine, self.normalized_shape, bias, dtype,
+                           device)
 
     def reset_parameters(self) -> None:
-        if self.weight is not None:
-            init.ones_(self.weight)
-        if self.bias is not None:
-            init.zeros_(self.bias)
+        _ones_zeros_(self)
 
     def forward(self, input: Tensor) -> Tensor:
         return _norm.layer_norm(input, self.normalized_shape, self.weight, self.bias,
@@ -316,21 +311,10 @@ class GroupNorm(Module):
         self.affine = bool(affine)
         device = device if device is not None else get_default_device()
         dtype = dtype if dtype is not None else get_default_dtype()
-        if self.affine:
-            self.weight = Parameter(ones(num_channels, dtype=dtype, device=device))
-            if bias:
-                self.bias = Parameter(zeros(num_channels, dtype=dtype, device=device))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, self.affine, num_channels, bias, dtype, device)
 
     def reset_parameters(self) -> None:
-        if self.weight is not None:
-            init.ones_(self.weight)
-        if self.bias is not None:
-            init.zeros_(self.bias)
+        _ones_zeros_(self)
 
     def forward(self, input: Tensor) -> Tensor:
         return _norm.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
