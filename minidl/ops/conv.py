@@ -3,10 +3,10 @@
 A convolution is a matrix product in disguise. ``im2col`` copies every receptive field of
 the input into one column of a matrix, so that conv2d becomes one GEMM per group,
 
-    cols (C*kh*kw, N*OH*OW),  W (O, C*kh*kw)   ->   y = W @ cols   (O, N*OH*OW),
+    cols (C*kh*kw, n*OH*OW),  W (O, C*kh*kw)   ->   y = W @ cols   (O, n*OH*OW),
 
-with the whole batch folded into the columns: BLAS sees one large product instead of N
-small ones. The backward pass is two more GEMMs,
+with n samples of the batch folded into the columns: BLAS sees one wide product instead
+of n narrow ones. The backward pass is two more GEMMs,
 
     gW = gy @ cols^T        gcols = W^T @ gy,
 
@@ -17,14 +17,18 @@ gradient.
 
 Speed, on top of the GEMMs themselves (each trick is explained where it is used):
 
-* im2col writes a contiguous (C, kh, kw, N, OH, OW) buffer, channel axis first, so the
-  (C*kh*kw, N*OH*OW) GEMM operand is a free reshape, each group's rows are one block,
-  and each of the kh*kw copies writes whole rows; the GEMM result (O, N*OH*OW) is
+* the batch goes through im2col + GEMM in chunks of about CHUNK_COLUMNS output pixels,
+  small enough that the columns are still in the CPU cache when the GEMM reads them
+  (_sample_chunks); backward rebuilds each chunk's columns from the saved input instead
+  of keeping the whole-batch matrix alive (kh*kw times the size of x);
+* im2col writes a contiguous (C, kh, kw, n, OH, OW) buffer, channel axis first, so the
+  (C*kh*kw, n*OH*OW) GEMM operand is a free reshape, each group's rows are one block,
+  and each of the kh*kw copies writes whole rows; the GEMM result (O, n*OH*OW) is
   transposed to NCHW once, with the bias added in the same pass;
 * for stride 1 the input gradient is itself a convolution (of gy with the flipped
   kernel), so backward needs no col2im;
-* the im2col-sized buffers are recycled through a small workspace instead of being
-  allocated fresh (and page-faulted in by the kernel) on every call;
+* the scratch buffers are recycled through a small workspace, so every chunk writes
+  into memory that is already mapped and in cache;
 * a 1x1 kernel skips im2col altogether.
 """
 from __future__ import annotations
@@ -136,25 +140,26 @@ def _pad_channels_first(x, pads, fill):
     pb, pr = max(pb, 0), max(pr, 0)
     # Filling the whole buffer first costs one extra sweep but is far cheaper than
     # filling the left/right border columns (one element per row) separately.
-    xpad = xp.full((C, N, pt + x_cn.shape[2] + pb, pl + x_cn.shape[3] + pr), fill,
-                   dtype=x.dtype)
+    xpad = _WORKSPACE.empty((C, N, pt + x_cn.shape[2] + pb, pl + x_cn.shape[3] + pr),
+                            x.dtype, xp)
+    xpad.fill(fill)
     xpad[:, :, pt:pt + x_cn.shape[2], pl:pl + x_cn.shape[3]] = x_cn
     return xpad
 
 
 # ---- a workspace for the large buffers ---------------------------------------------------
 class _Workspace:
-    """Hands the large im2col-sized buffers out again instead of allocating new ones.
+    """Hands the im2col-sized scratch buffers out again instead of allocating new ones.
 
-    glibc serves every allocation above 32 MB with fresh pages from the kernel, which
-    are faulted in and zeroed on first touch: for the 75 MB im2col buffer of a 3x3
-    conv2d on (32, 64, 32, 32) that is ~20 ms of system time per call, a quarter of the
-    GEMM that reads it. conv2d gives each such buffer back here once nothing refers to
-    it any more, and the next call takes it again. Only NumPy buffers of at least
-    ``min_bytes`` are kept, at most ``max_bytes`` in all; CuPy has its own memory pool.
+    A fresh NumPy buffer of more than a few hundred KB comes from the kernel as new pages,
+    faulted in and zeroed on first touch, and is cold in the cache. conv2d gives each
+    scratch buffer (a chunk's columns, a padded copy of the input) back here once nothing
+    refers to it any more, and the next chunk takes it again: the same memory, still in
+    cache. Only NumPy buffers of at least ``min_bytes`` are kept, at most ``max_bytes``
+    in all; CuPy has its own memory pool.
     """
 
-    def __init__(self, min_bytes: int = 16 << 20, max_bytes: int = 1 << 30):
+    def __init__(self, min_bytes: int = 256 << 10, max_bytes: int = 256 << 20):
         self.min_bytes, self.max_bytes = min_bytes, max_bytes
         self.free = []              # 1-D uint8 arrays, each owning its memory
         self._lock = threading.Lock()   # convolutions may run in several threads
@@ -247,6 +252,7 @@ def im2col(x, kernel_size, stride=1, padding=0, dilation=1, fill=0.0):
     for p in range(kh):
         for q in range(kw):
             cols[:, p, q] = xpad[:, :, _strided(p * dh, OH, sh), _strided(q * dw, OW, sw)]
+    _WORKSPACE.give(xpad)       # kept only if it is a padded copy, not a view of x
     return cols.transpose(3, 0, 1, 2, 4, 5)
 
 
@@ -306,13 +312,15 @@ def _nchw_to_rows(a, groups: int):
     return rows.reshape(groups, C // groups, N * H * W)
 
 
-def _rows_to_nchw(rows, N: int, H: int, W: int, bias=None):
-    """(groups, C/groups, N*H*W) -> contiguous (N, C, H, W), adding ``bias`` (C,) in the
-    same pass: the bias costs no extra sweep over the output."""
+def _rows_to_nchw(rows, N: int, H: int, W: int, bias=None, out=None):
+    """(groups, C/groups, N*H*W) -> (N, C, H, W), adding ``bias`` (C,) in the same pass:
+    the bias costs no extra sweep over the output. Writes into ``out`` when given (a
+    slice of a larger result), else into a new contiguous array."""
     xp = get_array_module(rows)
     C = rows.shape[0] * rows.shape[1]
     src = rows.reshape(C, N, H, W).transpose(1, 0, 2, 3)
-    out = xp.empty((N, C, H, W), dtype=rows.dtype)
+    if out is None:
+        out = xp.empty((N, C, H, W), dtype=rows.dtype)
     if bias is None:
         out[...] = src
     else:
@@ -320,35 +328,78 @@ def _rows_to_nchw(rows, N: int, H: int, W: int, bias=None):
     return out
 
 
+# ---- the batch in chunks -----------------------------------------------------------------
+# About this many output pixels (GEMM columns) per chunk; see _sample_chunks.
+CHUNK_COLUMNS = 1024
+
+
+def _sample_chunks(xp, N: int, pixels_per_sample: int) -> list:
+    """Slices of the batch that conv2d pushes through im2col + GEMM one at a time.
+
+    Folding the whole batch into one im2col matrix makes it large: 75 MB for a 3x3,
+    64-channel conv on (32, 64, 32, 32). The copy that writes it and the GEMM that reads
+    it then both stream it through main memory. A chunk of about CHUNK_COLUMNS output
+    pixels (2.4 MB of columns there) is still in the cache when the GEMM reads it, and
+    BLAS still gets a wide enough matrix to run at full speed. Measured on 2 cores for
+    that conv: forward 30 ms in chunks against 55 ms whole, backward 62 against 98 ms;
+    on ResNet's 4x4 maps a chunk takes several samples (64 columns per sample is too
+    narrow a GEMM). On a GPU there is no such cache to fit and every launch costs time,
+    so the whole batch is one chunk.
+    """
+    if xp is np:
+        step = max(1, min(N, -(-CHUNK_COLUMNS // max(1, pixels_per_sample))))
+    else:
+        step = max(N, 1)
+    return [slice(n0, min(N, n0 + step)) for n0 in range(0, N, step)]
+
+
 # ---- conv2d ----------------------------------------------------------------------------
 class Conv2d(Function):
-    """2-D cross-correlation of an NCHW batch with groups, as one GEMM per group.
+    """2-D cross-correlation of an NCHW batch with groups, as im2col + one GEMM per group.
 
     forward   x (N, C, H, W), W (O, C/G, kh, kw), b (O,) -> y (N, O, OH, OW),
               OH = floor((H + pt + pb - dh*(kh-1) - 1) / sh) + 1 (OW likewise);
               y[n, o, i, j] = b[o] + sum_{c in group(o), p, q}
                               W[o, c, p, q] * xpad[n, c, i*sh + p*dh, j*sw + q*dw].
-              As matrices, per group g: y_g (O/G, N*OH*OW) = W_g (O/G, C/G*kh*kw) @ cols_g.
-    backward  gW_g = gy_g @ cols_g^T;  gb[o] = sum_{n, i, j} gy[n, o, i, j];
+              As matrices, per group g: y_g (O/G, n*OH*OW) = W_g (O/G, C/G*kh*kw) @ cols_g,
+              for each chunk of n samples (see _sample_chunks).
+    backward  gW_g = sum over chunks of gy_g @ cols_g^T;  gb[o] = sum_{n, i, j} gy[n, o, i, j];
               gx = col2im(gcols), gcols_g = W_g^T @ gy_g; for stride 1 the same gx is
               computed as a convolution of gy with the flipped kernel (see
               _input_grad_as_convolution), which is faster.
 
-    Saved for backward: ``cols`` (G, C/G*kh*kw, N*OH*OW) when the weight gradient will be
-    wanted (``save_cols``), or ``x`` on the 1x1 path; ``weight``; ``x_shape``.
+    Saved for backward: ``x`` when the weight gradient will be wanted (``save_input``):
+    backward rebuilds each chunk's columns from it, which costs less than keeping the
+    whole-batch columns (kh*kw times the size of x) alive until backward; ``weight``;
+    ``x_shape``.
     """
 
-    def __init__(self, stride, padding, dilation, groups, save_cols=True):
+    def __init__(self, stride, padding, dilation, groups, save_input=True):
         self.stride = stride          # (sh, sw)
         self.padding = padding        # ((top, bottom), (left, right))
         self.dilation = dilation      # (dh, dw)
         self.groups = groups
-        self.save_cols = save_cols    # False without grad mode or a weight needing grad
+        self.save_input = save_input  # False without grad mode or a weight needing grad
 
     def _is_pointwise(self, weight) -> bool:
         # A 1x1 kernel without padding reads each (strided) pixel once: x itself is the
         # GEMM operand and im2col would only copy it.
         return weight.shape[2:] == (1, 1) and self.padding == ((0, 0), (0, 0))
+
+    def _output_hw(self, H: int, W: int) -> tuple:
+        _, _, kh, kw = self.weight.shape
+        (pt, pb), (pl, pr) = self.padding
+        return (_output_size(H, kh, self.stride[0], pt + pb, self.dilation[0]),
+                _output_size(W, kw, self.stride[1], pl + pr, self.dilation[1]))
+
+    def _cols(self, x_chunk):
+        """im2col of a chunk of samples as the GEMM operand (G, C/G*kh*kw, n*OH*OW)."""
+        _, Cg, kh, kw = self.weight.shape
+        cols = im2col(x_chunk, (kh, kw), self.stride, self.padding, self.dilation)
+        n, _, _, _, OH, OW = cols.shape
+        # The channel-first buffer makes this reshape free.
+        return cols.transpose(1, 2, 3, 0, 4, 5).reshape(self.groups, Cg * kh * kw,
+                                                         n * OH * OW)
 
     def forward(self, x, weight, bias=None):
         xp = get_array_module(x)
@@ -368,22 +419,25 @@ class Conv2d(Function):
             if bias is not None:
                 y += bias.reshape(1, O, 1, 1)
             return y
-        cols = im2col(x, (kh, kw), self.stride, self.padding, self.dilation)
-        N, C, _, _, OH, OW = cols.shape
-        # The channel-first buffer makes this reshape free: (G, C/G*kh*kw, N*OH*OW).
-        cols = cols.transpose(1, 2, 3, 0, 4, 5).reshape(G, Cg * kh * kw, N * OH * OW)
-        y = xp.matmul(weight.reshape(G, O // G, Cg * kh * kw), cols)
-        if self.save_cols:
-            self.cols = cols
-        else:
+        N, _, H, W = x.shape
+        OH, OW = self._output_hw(H, W)
+        y = xp.empty((N, O, OH, OW), dtype=x.dtype)
+        w_rows = weight.reshape(G, O // G, Cg * kh * kw)
+        for chunk in _sample_chunks(xp, N, OH * OW):
+            cols = self._cols(x[chunk])
+            rows = xp.matmul(w_rows, cols)                       # (G, O/G, n*OH*OW)
             _WORKSPACE.give(cols)
-        return _rows_to_nchw(y, N, OH, OW, bias)
+            _rows_to_nchw(rows, rows.shape[2] // (OH * OW), OH, OW, bias, out=y[chunk])
+        if self.save_input:
+            self.x = x
+        return y
 
     def backward(self, gy):
         xp = get_array_module(gy)
         G = self.groups
         O, Cg, kh, kw = self.weight.shape
         N, _, OH, OW = gy.shape
+        _, C, H, W = self.x_shape
         wants_x, wants_w = self.needs_input_grad[:2]
         wants_b = len(self.needs_input_grad) == 3 and self.needs_input_grad[2]
         gx = gw = gb = None
@@ -393,57 +447,56 @@ class Conv2d(Function):
             return (gx, gw, gb) if len(self.needs_input_grad) == 3 else (gx, gw)
         if wants_b:
             gb = gy.sum(axis=(0, 2, 3))
+        (pt, _), (pl, _) = self.padding
+        (dh, dw) = self.dilation
+        # The flipped-kernel convolution writes im2col(gy), O*kh*kw x N*H*W; the other
+        # way writes gcols, C*kh*kw x N*OH*OW, and adds it back with col2im, which costs
+        # more per element. Measured (1 thread, 3x3): the flipped way wins up to a size
+        # ratio of about 1.5 (ResNet's 3x3 convolutions: 1), the gcols way from 2 on
+        # (LeNet-5's second conv, 6 -> 16 channels without padding: 5.2, 3.7x faster).
+        as_convolution = self.stride == (1, 1) and pt <= dh * (kh - 1) and \
+            pl <= dw * (kw - 1) and O * H * W < 2 * C * OH * OW
+        w_rows = self.weight.reshape(G, O // G, Cg * kh * kw)
         if wants_w:
-            gy_rows = _nchw_to_rows(gy, G)                     # (G, O/G, N*OH*OW)
-            # gW^T = cols @ gy^T, sharing the long N*OH*OW axis: in this orientation
-            # OpenBLAS ran fastest of the four ways to write this product.
-            gw = xp.matmul(self.cols, gy_rows.transpose(0, 2, 1))    # (G, C/G*kh*kw, O/G)
-            del gy_rows
-            gw = gw.transpose(0, 2, 1).reshape(O, Cg, kh, kw)
+            gw_rows = xp.zeros((G, Cg * kh * kw, O // G), dtype=gy.dtype)
         if wants_x:
-            (pt, _), (pl, _) = self.padding
-            (dh, dw) = self.dilation
-            _, C, H, W = self.x_shape
-            # The flipped-kernel convolution writes im2col(gy), O*kh*kw x N*H*W; the other
-            # way writes gcols, C*kh*kw x N*OH*OW, and adds it back with col2im, which
-            # costs more per element. Measured (1 thread, 3x3): the flipped way wins up to
-            # a size ratio of about 1.5 (ResNet's 3x3 convolutions: 1), the gcols way from
-            # 2 on (LeNet-5's second conv, 6 -> 16 channels without padding: 5.2, 3.7x
-            # faster).
-            if self.stride == (1, 1) and pt <= dh * (kh - 1) and pl <= dw * (kw - 1) and \
-                    O * H * W < 2 * C * OH * OW:
-                gx = self._input_grad_as_convolution(gy)
-            else:
-                w_rows = self.weight.reshape(G, O // G, Cg * kh * kw)
-                gcols = _WORKSPACE.empty((G, Cg * kh * kw, N * OH * OW), gy.dtype, xp)
-                xp.matmul(w_rows.transpose(0, 2, 1), _nchw_to_rows(gy, G), out=gcols)
-                gx = col2im(gcols.reshape(G * Cg, kh, kw, N, OH, OW).transpose(
-                    3, 0, 1, 2, 4, 5), self.x_shape, (kh, kw), self.stride, self.padding,
+            gx = xp.empty(self.x_shape, dtype=gy.dtype)
+        for chunk in _sample_chunks(xp, N, max(OH * OW, H * W)):
+            gy_rows = _nchw_to_rows(gy[chunk], G)               # (G, O/G, n*OH*OW)
+            if wants_w:
+                cols = self._cols(self.x[chunk])
+                # gW^T = cols @ gy^T, sharing the long n*OH*OW axis: in this orientation
+                # OpenBLAS ran fastest of the four ways to write this product.
+                gw_rows += xp.matmul(cols, gy_rows.transpose(0, 2, 1))
+                _WORKSPACE.give(cols)
+                del cols        # or the workspace counts this name as a user of the buffer
+            if wants_x and as_convolution:
+                self._input_grad_as_convolution(gy[chunk], out=gx[chunk])
+            elif wants_x:
+                n = gy_rows.shape[2] // (OH * OW)
+                gcols = _WORKSPACE.empty((G, Cg * kh * kw, n * OH * OW), gy.dtype, xp)
+                xp.matmul(w_rows.transpose(0, 2, 1), gy_rows, out=gcols)
+                gx[chunk] = col2im(gcols.reshape(G * Cg, kh, kw, n, OH, OW).transpose(
+                    3, 0, 1, 2, 4, 5), (n, C, H, W), (kh, kw), self.stride, self.padding,
                     self.dilation)
                 _WORKSPACE.give(gcols)
-        # self.cols stays until the graph releases this node (release below): with
-        # retain_graph=True a second backward needs it again.
+        if wants_w:
+            gw = gw_rows.transpose(0, 2, 1).reshape(O, Cg, kh, kw)
         return (gx, gw, gb) if len(self.needs_input_grad) == 3 else (gx, gw)
 
-    def release(self) -> None:
-        cols = self.__dict__.get("cols")
-        super().release()
-        if cols is not None:
-            _WORKSPACE.give(cols)
-
-    def _input_grad_as_convolution(self, gy):
+    def _input_grad_as_convolution(self, gy, out):
         """gx of a stride-1 convolution, as a convolution of gy (the fast way for stride 1).
 
         gx[n, c, h, w] = sum_{o, p, q} gy[n, o, h + pt - p*dh, w + pl - q*dw] W[o, c, p, q]
         is a cross-correlation of gy, padded by d*(k-1) - p, with the kernel flipped in
         space and transposed in channels. That is im2col + a GEMM whose shared dimension
         is O*kh*kw, as fast as the forward GEMM, instead of a GEMM that writes the large
-        (C*kh*kw, N*H*W) gcols and a col2im that adds it back up.
+        (C*kh*kw, N*H*W) gcols and a col2im that adds it back up. Writes into ``out``.
         """
         xp = get_array_module(gy)
         G = self.groups
         O, Cg, kh, kw = self.weight.shape
-        N, _, H, W = self.x_shape
+        N, _, H, W = out.shape
         (pt, pb), (pl, pr) = self.padding
         (dh, dw) = self.dilation
         w_flip = self.weight[:, :, ::-1, ::-1].reshape(G, O // G, Cg, kh, kw)
@@ -454,7 +507,7 @@ class Conv2d(Function):
         cols = cols.transpose(1, 2, 3, 0, 4, 5).reshape(G, O // G * kh * kw, N * H * W)
         rows = xp.matmul(w_flip, cols)
         _WORKSPACE.give(cols)
-        return _rows_to_nchw(rows, N, H, W)
+        _rows_to_nchw(rows, N, H, W, out=out)
 
     def _backward_pointwise(self, xp, gy, wants_x, wants_w):
         G = self.groups
@@ -639,10 +692,9 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     if eff[0] > padded[0] or eff[1] > padded[1]:
         raise ValueError(f"{op}: kernel size {(kh, kw)} (dilated to {eff}) is larger than "
                          f"the padded input {padded} (input {(H, W)}, padding {padding!r})")
-    # cols are kept for backward only for the weight gradient; otherwise they are
-    # recycled as soon as the forward GEMM has read them.
+    # x is kept for backward only for the weight gradient.
     fn = Conv2d(stride, pads, dilation, groups,
-                save_cols=is_grad_enabled() and weight.requires_grad)
+                save_input=is_grad_enabled() and weight.requires_grad)
     return fn.apply(input, weight) if bias is None else fn.apply(input, weight, bias)
 
 
