@@ -147,7 +147,8 @@ def measure(framework: str, batch_size: int, steps: int, threads: int) -> dict:
         import torch
         torch.set_num_threads(threads)
     else:
-        import minidl  # noqa: F401
+        import minidl
+        minidl.set_num_threads(threads)
         try:
             from threadpoolctl import threadpool_limits
             threadpool_limits(limits=threads, user_api="blas")

@@ -402,6 +402,7 @@ def main(argv=None):
         args.blas_limits = threadpool_limits(limits=args.threads, user_api="blas")
     info = blas_info()
     threads = info["blas_threads"]
+    md.set_num_threads(threads)     # minidl's own threads (BatchNorm's channel blocks)
     torch = None
     if not args.no_torch:
         try:
@@ -417,6 +418,7 @@ def main(argv=None):
              "numpy": np.__version__, "python": platform.python_version(),
              "torch": torch.__version__ if torch else None,
              "torch_threads": torch.get_num_threads() if torch else None,
+             "minidl_threads": md.get_num_threads(),
              "load_before": round(os.getloadavg()[0], 1)}
     print(json.dumps(setup), flush=True)
 

@@ -8,6 +8,7 @@ from .backend import (Device, cuda_available, device_of, get_array_module, get_d
                       manual_seed, set_default_device)
 from .function import Function, detect_anomaly
 from .grad_mode import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from .parallel import get_num_threads, set_num_threads
 from .ops.elementwise import (abs, clamp, exp, log, maximum, minimum, relu, sigmoid, sign,
                               sqrt, tanh, where)
 from .ops.linalg import matmul

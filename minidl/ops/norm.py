@@ -26,6 +26,7 @@ from ..backend import get_array_module
 from ..function import Function
 from ..kernels import batchnorm as bn_kernels
 from ..kernels import use_kernels
+from ..parallel import map_blocks
 from ..tensor import Tensor
 
 __all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm"]
@@ -144,6 +145,9 @@ class BatchNorm(Function):
     saved     xc = x - mean_c (N, C, *) and invstd_c = 1 / sqrt(var_c + eps) (C,), so that
               xhat = xc * invstd_c; forward is 5 passes over the data, backward 6.
               (var_c and weight too: the fused backward kernel takes them.)
+    threads   on the CPU every pass runs on blocks of channels in parallel threads
+              (minidl.parallel.map_blocks); the sums are per channel, so the result does
+              not depend on the split.
     kernels   on a GPU the batch statistics, y and the training backward are kernels of
               batchnorm.cu (statistics in one launch, backward in two passes over the
               data); the saved attributes are the same on both paths.
@@ -160,31 +164,66 @@ class BatchNorm(Function):
         xp = get_array_module(x)
         weight = params[0] if self.has_weight else None
         bias = params[-1] if self.has_bias else None
-        self.n = x.size // x.shape[1]
+        C = x.shape[1]
+        self.n = x.size // C
+        self.weight = weight
+        if use_kernels(x):
+            return self._forward_kernels(x, weight, bias)
+        # NumPy: every pass works on blocks of channels in parallel threads
+        # (minidl.parallel): the channels are independent, and one core alone cannot
+        # stream the data fast enough. Each block function writes only its own channels.
+        axes = (0,) + tuple(range(2, x.ndim))
+        xc = xp.empty_like(x)
         if self.training:
-            if use_kernels(x):      # mean and biased variance in one launch
-                mean, var = bn_kernels.batch_norm_stats(x)
-                xc = x - _channel_view(mean, x.ndim)
-            else:
-                mean = x.mean(axis=(0,) + tuple(range(2, x.ndim)), keepdims=True)
-                xc = x - mean
-                var = _channel_sum(xc, xc) / self.n          # biased: what normalises x
+            def statistics(c):          # mean, x - mean, biased variance of a block
+                mean = x[:, c].mean(axis=axes, keepdims=True)
+                xp.subtract(x[:, c], mean, out=xc[:, c])
+                return mean.reshape(-1), _channel_sum(xc[:, c], xc[:, c]) / self.n
+            blocks = map_blocks(statistics, C, self._min_block())
+            mean = xp.concatenate([m for m, _ in blocks])
+            var = xp.concatenate([v for _, v in blocks])
+            if self.running_mean is not None:
+                self._update_running_stats(mean, var)
+        else:
+            mean = self.running_mean.data.astype(x.dtype, copy=False)
+            var = self.running_var.data.astype(x.dtype, copy=False)
+        self.invstd = 1 / xp.sqrt(var + self.eps)                                  # (C,)
+        self.scale = self.invstd if weight is None else weight * self.invstd       # (C,)
+        # xhat = xc * invstd is never stored: scaling xc by weight * invstd gives y in one
+        # pass, and backward needs only xc and invstd.
+        y = xp.empty_like(x)
+
+        def normalize(c):               # y = (x - mean) * scale + bias on a block
+            if not self.training:
+                xp.subtract(x[:, c], _channel_view(mean[c], x.ndim), out=xc[:, c])
+            xp.multiply(xc[:, c], _channel_view(self.scale[c], x.ndim), out=y[:, c])
+            if bias is not None:
+                y[:, c] += _channel_view(bias[c], x.ndim)
+        map_blocks(normalize, C, self._min_block())
+        self.xc, self.var = xc, var
+        return y
+
+    def _min_block(self) -> int:
+        # Channels per thread such that each thread gets at least ~64K values: below
+        # that, handing work to a thread costs more than it saves.
+        return max(1, (1 << 16) // max(self.n, 1))
+
+    def _forward_kernels(self, x, weight, bias):
+        """The GPU path: batch statistics and y = xc * scale + bias as batchnorm.cu kernels."""
+        xp = get_array_module(x)
+        if self.training:           # mean and biased variance in one launch
+            mean, var = bn_kernels.batch_norm_stats(x)
+            xc = x - _channel_view(mean, x.ndim)
             if self.running_mean is not None:
                 self._update_running_stats(mean.reshape(-1), var)
         else:
             xc = x - _channel_view(self.running_mean.data.astype(x.dtype, copy=False), x.ndim)
             var = self.running_var.data.astype(x.dtype, copy=False)
-        self.invstd = 1 / xp.sqrt(var + self.eps)                                  # (C,)
-        # xhat = xc * invstd is never stored: scaling xc by weight * invstd gives y in one
-        # pass, and backward needs only xc and invstd.
-        self.xc, self.var, self.weight = xc, var, weight
-        self.scale = self.invstd if weight is None else weight * self.invstd       # (C,)
-        if use_kernels(x):          # y = xc * scale + bias in one pass (mean 0: x is xc)
-            return bn_kernels.batch_norm_forward(xc, None, var, weight, bias, self.eps)
-        y = xc * _channel_view(self.scale, x.ndim)
-        if bias is not None:
-            y += _channel_view(bias, x.ndim)
-        return y
+        self.invstd = 1 / xp.sqrt(var + self.eps)
+        self.xc, self.var = xc, var
+        self.scale = self.invstd if weight is None else weight * self.invstd
+        # y = xc * scale + bias in one pass (mean 0: x is xc)
+        return bn_kernels.batch_norm_forward(xc, None, var, weight, bias, self.eps)
 
     def _update_running_stats(self, mean, var):
         m = self.momentum
@@ -194,23 +233,32 @@ class BatchNorm(Function):
         rv[...] = (1 - m) * rv + m * unbiased.astype(rv.dtype, copy=False)
 
     def backward(self, gy):
+        xp = get_array_module(gy)
         xc, invstd, n = self.xc, self.invstd, self.n
         if self.training and use_kernels(gy):   # all three gradients in two passes
             return self._grads(*bn_kernels.batch_norm_backward(gy, xc, None, self.var,
                                                                self.weight, self.eps))
-        grad_bias = _channel_sum(gy)
-        grad_weight = _channel_sum(gy, xc) * invstd                   # sum(gy * xhat)
-        gx = None
-        if self.needs_input_grad[0]:
-            scale = _channel_view(self.scale, gy.ndim)
-            if self.training:
-                # gx = scale * (gy - mean(gy) - xhat * mean(gy * xhat)), in four passes
-                gx = xc * _channel_view(grad_weight * invstd / -n, gy.ndim)
-                gx += gy
-                gx -= _channel_view(grad_bias / n, gy.ndim)
-                gx *= scale
-            else:
-                gx = gy * scale
+        wants_x = self.needs_input_grad[0]
+        gx = xp.empty_like(gy) if wants_x else None
+
+        def gradients(c):               # all three gradients of a block of channels
+            grad_bias = _channel_sum(gy[:, c])
+            grad_weight = _channel_sum(gy[:, c], xc[:, c]) * invstd[c]    # sum(gy * xhat)
+            if wants_x:
+                scale = _channel_view(self.scale[c], gy.ndim)
+                if self.training:
+                    # gx = scale * (gy - mean(gy) - xhat * mean(gy * xhat)), four passes
+                    xp.multiply(xc[:, c], _channel_view(grad_weight * invstd[c] / -n,
+                                                        gy.ndim), out=gx[:, c])
+                    gx[:, c] += gy[:, c]
+                    gx[:, c] -= _channel_view(grad_bias / n, gy.ndim)
+                    gx[:, c] *= scale
+                else:
+                    xp.multiply(gy[:, c], scale, out=gx[:, c])
+            return grad_weight, grad_bias
+        blocks = map_blocks(gradients, gy.shape[1], self._min_block())
+        grad_weight = xp.concatenate([w for w, _ in blocks])
+        grad_bias = xp.concatenate([b for _, b in blocks])
         return self._grads(gx, grad_weight, grad_bias)
 
     def _grads(self, gx, grad_weight, grad_bias):

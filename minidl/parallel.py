@@ -1,0 +1,85 @@
+"""Several CPU cores for NumPy's memory-bound work.
+
+NumPy runs a matrix product on every core (through BLAS) but an elementwise operation or
+a reduction on one. A layer such as BatchNorm is a handful of such passes, each limited
+by how fast one core streams memory. Its channels are independent, so the work splits
+into blocks of channels that can run at the same time: NumPy releases the GIL inside
+each large operation, and plain Python threads then run on different cores. PyTorch
+does the same with OpenMP. (Measured on 2 cores, BatchNorm2d on (32, 64, 32, 32)
+forward+backward: 21.5 ms in one thread, 9.6 ms in two.)
+
+``set_num_threads(n)`` sets how many threads (the caller's included) such an op uses;
+the default is the ``MINIDL_NUM_THREADS`` or ``OMP_NUM_THREADS`` environment variable,
+else the number of cores this process may run on. It does not change BLAS's threads.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+__all__ = ["get_num_threads", "set_num_threads", "map_blocks"]
+
+_num_threads = None
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def _default_num_threads() -> int:
+    for var in ("MINIDL_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:      # not on Linux
+        return os.cpu_count() or 1
+
+
+def get_num_threads() -> int:
+    """How many threads minidl's CPU ops split their memory-bound work into."""
+    global _num_threads
+    if _num_threads is None:
+        _num_threads = _default_num_threads()
+    return _num_threads
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads (n >= 1; 1 runs everything in the calling thread), as
+    torch.set_num_threads."""
+    global _num_threads, _pool
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"set_num_threads: n must be a positive int, got {n!r}")
+    with _pool_lock:
+        _num_threads = n
+        if _pool is not None:
+            _pool.shutdown(wait=True)
+            _pool = None
+
+
+def _get_pool(workers: int) -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers != workers:
+            if _pool is not None:
+                _pool.shutdown(wait=True)
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minidl")
+        return _pool
+
+
+def map_blocks(fn, size: int, min_block: int = 1) -> list:
+    """[fn(slice(a, b)) for the blocks a:b that cut range(size) into equal parts], run
+    in get_num_threads() threads; the results come back in block order.
+
+    Blocks are at least ``min_block`` long, so small inputs stay in one thread (a thread
+    hand-off costs tens of microseconds). ``fn`` must only write to its own block.
+    """
+    parts = max(1, min(get_num_threads(), size // max(min_block, 1)))
+    if parts == 1:
+        return [fn(slice(0, size))]
+    bounds = [size * i // parts for i in range(parts + 1)]
+    blocks = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+    pool = _get_pool(parts - 1)
+    futures = [pool.submit(fn, block) for block in blocks[1:]]
+    results = [fn(blocks[0])]          # the calling thread takes the first block
+    return results + [f.result() for f in futures]

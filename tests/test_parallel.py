@@ -1,0 +1,98 @@
+"""minidl.parallel: blocks of work in threads, and the ops that use it (BatchNorm)."""
+import threading
+
+import numpy as np
+import pytest
+
+import minidl as md
+from minidl import parallel
+from minidl.ops import norm as norm_ops
+from minidl.ops.norm import batch_norm
+from minidl.reference.norm import batch_norm_backward, batch_norm_forward
+from minidl.testing import assert_close
+
+
+@pytest.fixture
+def threads():
+    """Set the thread count for one test, then put the previous one back."""
+    before = parallel.get_num_threads()
+    yield parallel.set_num_threads
+    parallel.set_num_threads(before)
+
+
+@pytest.mark.parametrize("n_threads, size, min_block", [(1, 10, 1), (3, 10, 1), (4, 3, 1),
+                                                        (3, 10, 4), (2, 0, 1)])
+def test_map_blocks_covers_the_range_once_in_order(threads, n_threads, size, min_block):
+    threads(n_threads)
+    seen = []
+    blocks = parallel.map_blocks(lambda s: (s.start, s.stop, threading.get_ident()), size,
+                                 min_block)
+    for start, stop, _ in blocks:
+        seen.extend(range(start, stop))
+    assert seen == list(range(size))
+    assert len(blocks) == max(1, min(n_threads, size // min_block))
+    assert all(stop - start >= min(min_block, size) for start, stop, _ in blocks)
+    if len(blocks) > 1:         # the caller takes a block, the pool the others
+        assert blocks[0][2] == threading.get_ident()
+        assert blocks[1][2] != threading.get_ident()
+
+
+def test_map_blocks_passes_exceptions_on(threads):
+    threads(2)
+
+    def fails_in_second_block(s):
+        if s.start > 0:
+            raise ArithmeticError("second block")
+        return s
+
+    with pytest.raises(ArithmeticError, match="second block"):
+        parallel.map_blocks(fails_in_second_block, 8)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_set_num_threads_rejects_bad_counts(bad):
+    with pytest.raises(ValueError, match="set_num_threads: n must be a positive int"):
+        parallel.set_num_threads(bad)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(4, 5, 3, 3), (6, 7), (2, 3, 5)])
+def test_batch_norm_in_channel_blocks_matches_the_loop_reference(threads, monkeypatch,
+                                                                 training, shape):
+    """One channel per block on up to 3 threads: the same numbers as the plain loops."""
+    threads(3)
+    monkeypatch.setattr(norm_ops.BatchNorm, "_min_block", lambda self: 1)
+    rng = np.random.default_rng(7)
+    C = shape[1]
+    x, gy = rng.standard_normal(shape) * 3, rng.standard_normal(shape)
+    w, b = rng.standard_normal(C), rng.standard_normal(C)
+    rm0, rv0 = rng.standard_normal(C), rng.random(C) + 0.5
+    X, W, B = (md.tensor(a, requires_grad=True) for a in (x, w, b))
+    rm, rv = md.tensor(rm0), md.tensor(rv0)
+    y = batch_norm(X, rm, rv, W, B, training=training, momentum=0.25, eps=1e-3)
+    y.backward(md.tensor(gy))
+    ref_y, mean, _, unbiased = batch_norm_forward(x, w, b, 1e-3, rm0, rv0, training)
+    gx, gw, gb = batch_norm_backward(x, gy, w, 1e-3, rm0, rv0, training)
+    assert_close(y, ref_y, rtol=1e-10, atol=1e-10)
+    assert_close(X.grad, gx, rtol=1e-10, atol=1e-10)
+    assert_close(W.grad, gw, rtol=1e-10, atol=1e-10)
+    assert_close(B.grad, gb, rtol=1e-10, atol=1e-10)
+    if training:
+        assert_close(rm, 0.75 * rm0 + 0.25 * mean, rtol=1e-10, atol=1e-12)
+        assert_close(rv, 0.75 * rv0 + 0.25 * unbiased, rtol=1e-10, atol=1e-12)
+
+
+def test_batch_norm_threads_do_not_change_float32_results(threads):
+    """Each channel is summed whole inside one block: any split gives the same bits."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((8, 16, 32, 32)).astype(np.float32)
+    gy = rng.standard_normal(x.shape).astype(np.float32)
+    results = []
+    for n in (1, 2, 3):
+        threads(n)
+        X = md.tensor(x, requires_grad=True)
+        y = batch_norm(X, None, None, training=True)
+        y.backward(md.tensor(gy))
+        results.append((y.numpy(), X.grad.numpy()))
+    for y, g in results[1:]:
+        assert np.array_equal(y, results[0][0]) and np.array_equal(g, results[0][1])
