@@ -17,8 +17,8 @@ gradient.
 
 Speed, on top of the GEMMs themselves (each trick is explained where it is used):
 
-* the batch goes through im2col + GEMM in chunks of about CHUNK_COLUMNS output pixels,
-  small enough that the columns are still in the CPU cache when the GEMM reads them
+* the batch goes through im2col + GEMM in chunks of a few MB of columns, small enough
+  that the columns are still in the CPU cache when the GEMM reads them
   (_sample_chunks); backward rebuilds each chunk's columns from the saved input instead
   of keeping the whole-batch matrix alive (kh*kw times the size of x);
 * im2col writes a contiguous (C, kh, kw, n, OH, OW) buffer, channel axis first, so the
@@ -329,25 +329,30 @@ def _rows_to_nchw(rows, N: int, H: int, W: int, bias=None, out=None):
 
 
 # ---- the batch in chunks -----------------------------------------------------------------
-# About this many output pixels (GEMM columns) per chunk; see _sample_chunks.
+# A chunk has at least this many output pixels (GEMM columns) and this many bytes of
+# columns; see _sample_chunks.
 CHUNK_COLUMNS = 1024
+CHUNK_BYTES = 2 << 20
 
 
-def _sample_chunks(xp, N: int, pixels_per_sample: int) -> list:
+def _sample_chunks(xp, N: int, pixels_per_sample: int, bytes_per_sample: int) -> list:
     """Slices of the batch that conv2d pushes through im2col + GEMM one at a time.
 
     Folding the whole batch into one im2col matrix makes it large: 75 MB for a 3x3,
     64-channel conv on (32, 64, 32, 32). The copy that writes it and the GEMM that reads
-    it then both stream it through main memory. A chunk of about CHUNK_COLUMNS output
-    pixels (2.4 MB of columns there) is still in the cache when the GEMM reads it, and
-    BLAS still gets a wide enough matrix to run at full speed. Measured on 2 cores for
-    that conv: forward 30 ms in chunks against 55 ms whole, backward 62 against 98 ms;
-    on ResNet's 4x4 maps a chunk takes several samples (64 columns per sample is too
-    narrow a GEMM). On a GPU there is no such cache to fit and every launch costs time,
-    so the whole batch is one chunk.
+    it then both stream it through main memory. A chunk of a few MB of columns (one
+    sample, 2.4 MB, there) is still in the cache when the GEMM reads it. Measured on 2
+    cores for that conv: forward 30 ms in chunks against 55 ms whole, backward 62
+    against 98 ms. A chunk must not be too small either: BLAS needs about CHUNK_COLUMNS
+    columns to run at full speed (ResNet's 4x4 maps: 16 per sample, so 64 samples), and
+    every chunk costs some Python (LeNet-5's small convolutions: about CHUNK_BYTES of
+    columns per chunk, or its step slows down by a third). On a GPU there is no such
+    cache to fit and every launch costs time, so the whole batch is one chunk.
     """
     if xp is np:
-        step = max(1, min(N, -(-CHUNK_COLUMNS // max(1, pixels_per_sample))))
+        step = max(-(-CHUNK_COLUMNS // max(1, pixels_per_sample)),
+                   -(-CHUNK_BYTES // max(1, bytes_per_sample)))
+        step = max(1, min(N, step))
     else:
         step = max(N, 1)
     return [slice(n0, min(N, n0 + step)) for n0 in range(0, N, step)]
@@ -423,7 +428,8 @@ class Conv2d(Function):
         OH, OW = self._output_hw(H, W)
         y = xp.empty((N, O, OH, OW), dtype=x.dtype)
         w_rows = weight.reshape(G, O // G, Cg * kh * kw)
-        for chunk in _sample_chunks(xp, N, OH * OW):
+        sample_bytes = Cg * G * kh * kw * OH * OW * x.dtype.itemsize
+        for chunk in _sample_chunks(xp, N, OH * OW, sample_bytes):
             cols = self._cols(x[chunk])
             rows = xp.matmul(w_rows, cols)                       # (G, O/G, n*OH*OW)
             _WORKSPACE.give(cols)
@@ -461,7 +467,8 @@ class Conv2d(Function):
             gw_rows = xp.zeros((G, Cg * kh * kw, O // G), dtype=gy.dtype)
         if wants_x:
             gx = xp.empty(self.x_shape, dtype=gy.dtype)
-        for chunk in _sample_chunks(xp, N, max(OH * OW, H * W)):
+        sample_bytes = max(C * OH * OW, O * H * W) * kh * kw * gy.dtype.itemsize
+        for chunk in _sample_chunks(xp, N, max(OH * OW, H * W), sample_bytes):
             gy_rows = _nchw_to_rows(gy[chunk], G)               # (G, O/G, n*OH*OW)
             if wants_w:
                 cols = self._cols(self.x[chunk])
