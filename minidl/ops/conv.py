@@ -467,6 +467,9 @@ class Conv2d(Function):
             gw_rows = xp.zeros((G, Cg * kh * kw, O // G), dtype=gy.dtype)
         if wants_x:
             gx = xp.empty(self.x_shape, dtype=gy.dtype)
+        if wants_x and as_convolution:      # once, not per chunk: it is a copy
+            w_flip = self.weight[:, :, ::-1, ::-1].reshape(G, O // G, Cg, kh, kw)
+            w_flip = w_flip.transpose(0, 2, 1, 3, 4).reshape(G, Cg, O // G * kh * kw)
         sample_bytes = max(C * OH * OW, O * H * W) * kh * kw * gy.dtype.itemsize
         for chunk in _sample_chunks(xp, N, max(OH * OW, H * W), sample_bytes):
             gy_rows = _nchw_to_rows(gy[chunk], G)               # (G, O/G, n*OH*OW)
@@ -478,7 +481,7 @@ class Conv2d(Function):
                 _WORKSPACE.give(cols)
                 del cols        # or the workspace counts this name as a user of the buffer
             if wants_x and as_convolution:
-                self._input_grad_as_convolution(gy[chunk], out=gx[chunk])
+                self._input_grad_as_convolution(gy[chunk], w_flip, out=gx[chunk])
             elif wants_x:
                 n = gy_rows.shape[2] // (OH * OW)
                 gcols = _WORKSPACE.empty((G, Cg * kh * kw, n * OH * OW), gy.dtype, xp)
@@ -491,14 +494,15 @@ class Conv2d(Function):
             gw = gw_rows.transpose(0, 2, 1).reshape(O, Cg, kh, kw)
         return (gx, gw, gb) if len(self.needs_input_grad) == 3 else (gx, gw)
 
-    def _input_grad_as_convolution(self, gy, out):
+    def _input_grad_as_convolution(self, gy, w_flip, out):
         """gx of a stride-1 convolution, as a convolution of gy (the fast way for stride 1).
 
         gx[n, c, h, w] = sum_{o, p, q} gy[n, o, h + pt - p*dh, w + pl - q*dw] W[o, c, p, q]
         is a cross-correlation of gy, padded by d*(k-1) - p, with the kernel flipped in
         space and transposed in channels. That is im2col + a GEMM whose shared dimension
         is O*kh*kw, as fast as the forward GEMM, instead of a GEMM that writes the large
-        (C*kh*kw, N*H*W) gcols and a col2im that adds it back up. Writes into ``out``.
+        (C*kh*kw, N*H*W) gcols and a col2im that adds it back up. ``w_flip`` is that
+        kernel as (G, C/G, O/G*kh*kw). Writes into ``out``.
         """
         xp = get_array_module(gy)
         G = self.groups
@@ -506,8 +510,6 @@ class Conv2d(Function):
         N, _, H, W = out.shape
         (pt, pb), (pl, pr) = self.padding
         (dh, dw) = self.dilation
-        w_flip = self.weight[:, :, ::-1, ::-1].reshape(G, O // G, Cg, kh, kw)
-        w_flip = w_flip.transpose(0, 2, 1, 3, 4).reshape(G, Cg, O // G * kh * kw)
         pads = ((dh * (kh - 1) - pt, dh * (kh - 1) - pb),
                 (dw * (kw - 1) - pl, dw * (kw - 1) - pr))
         cols = im2col(gy, (kh, kw), 1, pads, self.dilation)
