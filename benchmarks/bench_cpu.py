@@ -103,10 +103,19 @@ def cpu_name() -> str:
 
 
 # ---- timing ---------------------------------------------------------------------------
+# Seconds of rest before each timed run. A thread pool's idle workers keep spinning on
+# the cores for a while after each call (OpenBLAS's for up to 2^28 cycles, ~0.1 s here):
+# without a rest, each framework's run would share the two cores with the other one's
+# spinning workers. (Measured on the layer shapes of ResNet-18: with OpenBLAS spinning
+# into its turns PyTorch's convolutions took 1.36 s in all, 0.91 s without.)
+SETTLE_S = 0.25
+
+
 def interleaved(fns: dict, repeats: int, warmup: int = 1) -> dict:
     """Median and min seconds of each callable, run in turns so that all see the same load.
 
-    The order alternates every round, so neither side always runs right after the other.
+    The order alternates every round, so neither side always runs right after the other,
+    and every timed run starts after SETTLE_S seconds of rest.
     """
     for _ in range(warmup):       # allocations, BLAS threads, caches, workspaces
         for fn in fns.values():
@@ -115,6 +124,8 @@ def interleaved(fns: dict, repeats: int, warmup: int = 1) -> dict:
     names = list(fns)
     for r in range(repeats):
         for name in (names if r % 2 == 0 else names[::-1]):
+            if len(fns) > 1:
+                time.sleep(SETTLE_S)
             start = time.perf_counter()
             fns[name]()
             times[name].append(time.perf_counter() - start)
