@@ -302,6 +302,72 @@ def col2im(cols, x_shape, kernel_size, stride=1, padding=0, dilation=1):
     return x
 
 
+class _ChunkColumns:
+    """im2col of one chunk of a batch after another, as the GEMM operand
+    (G, C/G*kh*kw, n*OH*OW), into scratch buffers that every chunk reuses.
+
+    conv2d's inner loop: the geometry is worked out once per call instead of once per
+    chunk, the two buffers (the columns, and the zero-padded copy of the chunk) are
+    taken from the workspace once, and the padded copy's zero border is written once:
+    each chunk then overwrites only its interior. ``release`` gives the buffers back.
+    On a GPU each chunk goes to im2col, that is to kernels/im2col.cu.
+    """
+
+    def __init__(self, x_shape, chunk_n, kernel, stride, pads, dilation, groups, dtype, xp):
+        _, C, H, W = x_shape
+        (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+        (pt, pb), (pl, pr) = pads
+        self.args = (kernel, stride, pads, dilation)
+        self.xp, self.groups, self.C, self.kernel = xp, groups, C, kernel
+        self.OH = _output_size(H, kh, sh, pt + pb, dh)
+        self.OW = _output_size(W, kw, sw, pl + pr, dw)
+        # One strided window per kernel offset: rows i*sh + p*dh, columns j*sw + q*dw.
+        self.windows = [(p, q, _strided(p * dh, self.OH, sh), _strided(q * dw, self.OW, sw))
+                        for p in range(kh) for q in range(kw)]
+        # A negative bottom/right padding (conv_transpose2d's output_padding) crops.
+        self.crop = (slice(0, H + min(pb, 0)), slice(0, W + min(pr, 0)))
+        self.interior = (slice(pt, pt + H + min(pb, 0)), slice(pl, pl + W + min(pr, 0)))
+        self.padded_hw = (pt + H + min(pb, 0) + max(pb, 0), pl + W + min(pr, 0) + max(pr, 0))
+        self.padded = pt > 0 or pl > 0 or pb > 0 or pr > 0
+        self.cols_buf = self.pad_buf = None
+        self.pad_zeroed_for = None      # the chunk size whose border is zero in pad_buf
+        if xp is np:
+            self.cols_buf = _WORKSPACE.empty((C * kh * kw * chunk_n * self.OH * self.OW,),
+                                             dtype, xp)
+            if self.padded:
+                self.pad_buf = _WORKSPACE.empty((C * chunk_n * self.padded_hw[0] *
+                                                 self.padded_hw[1],), dtype, xp)
+
+    def __call__(self, x_chunk):
+        xp, G, C, (kh, kw) = self.xp, self.groups, self.C, self.kernel
+        n, OH, OW = x_chunk.shape[0], self.OH, self.OW
+        if xp is not np or use_kernels(x_chunk):
+            cols = im2col(x_chunk, *self.args)
+        else:
+            x_cn = x_chunk.transpose(1, 0, 2, 3)[:, :, self.crop[0], self.crop[1]]
+            source = x_cn
+            if self.padded:
+                source = self.pad_buf[:C * n * self.padded_hw[0] * self.padded_hw[1]]
+                source = source.reshape(C, n, *self.padded_hw)
+                if self.pad_zeroed_for != n:     # the first chunk, or a shorter last one
+                    source.fill(0)
+                    self.pad_zeroed_for = n
+                source[:, :, self.interior[0], self.interior[1]] = x_cn
+            cols = self.cols_buf[:C * kh * kw * n * OH * OW].reshape(C, kh, kw, n, OH, OW)
+            for p, q, rows, columns in self.windows:     # kh*kw strided copies
+                cols[:, p, q] = source[:, :, rows, columns]
+            cols = cols.transpose(3, 0, 1, 2, 4, 5)
+        # The channel-first buffer makes this reshape free.
+        return cols.transpose(1, 2, 3, 0, 4, 5).reshape(G, C // G * kh * kw, n * OH * OW)
+
+    def release(self) -> None:
+        for name in ("cols_buf", "pad_buf"):
+            buf = getattr(self, name)
+            setattr(self, name, None)
+            if buf is not None:
+                _WORKSPACE.give(buf)
+
+
 # ---- GEMM layout helpers ---------------------------------------------------------------
 def _nchw_to_rows(a, groups: int):
     """(N, C, H, W) -> contiguous (groups, C/groups, N*H*W): channels as GEMM rows."""
@@ -370,8 +436,7 @@ class Conv2d(Function):
               for each chunk of n samples (see _sample_chunks).
     backward  gW_g = sum over chunks of gy_g @ cols_g^T;  gb[o] = sum_{n, i, j} gy[n, o, i, j];
               gx = col2im(gcols), gcols_g = W_g^T @ gy_g; for stride 1 the same gx is
-              computed as a convolution of gy with the flipped kernel (see
-              _input_grad_as_convolution), which is faster.
+              computed as a convolution of gy with the flipped kernel, which is faster.
 
     Saved for backward: ``x`` when the weight gradient will be wanted (``save_input``):
     backward rebuilds each chunk's columns from it, which costs less than keeping the
@@ -397,15 +462,6 @@ class Conv2d(Function):
         return (_output_size(H, kh, self.stride[0], pt + pb, self.dilation[0]),
                 _output_size(W, kw, self.stride[1], pl + pr, self.dilation[1]))
 
-    def _cols(self, x_chunk):
-        """im2col of a chunk of samples as the GEMM operand (G, C/G*kh*kw, n*OH*OW)."""
-        _, Cg, kh, kw = self.weight.shape
-        cols = im2col(x_chunk, (kh, kw), self.stride, self.padding, self.dilation)
-        n, _, _, _, OH, OW = cols.shape
-        # The channel-first buffer makes this reshape free.
-        return cols.transpose(1, 2, 3, 0, 4, 5).reshape(self.groups, Cg * kh * kw,
-                                                         n * OH * OW)
-
     def forward(self, x, weight, bias=None):
         xp = get_array_module(x)
         G = self.groups
@@ -429,11 +485,12 @@ class Conv2d(Function):
         y = xp.empty((N, O, OH, OW), dtype=x.dtype)
         w_rows = weight.reshape(G, O // G, Cg * kh * kw)
         sample_bytes = Cg * G * kh * kw * OH * OW * x.dtype.itemsize
-        for chunk in _sample_chunks(xp, N, OH * OW, sample_bytes):
-            cols = self._cols(x[chunk])
-            rows = xp.matmul(w_rows, cols)                       # (G, O/G, n*OH*OW)
-            _WORKSPACE.give(cols)
+        chunks = _sample_chunks(xp, N, OH * OW, sample_bytes)
+        columns = self._chunk_columns(x.shape, chunks, x.dtype, xp)
+        for chunk in chunks:
+            rows = xp.matmul(w_rows, columns(x[chunk]))          # (G, O/G, n*OH*OW)
             _rows_to_nchw(rows, rows.shape[2] // (OH * OW), OH, OW, bias, out=y[chunk])
+        columns.release()
         if self.save_input:
             self.x = x
         return y
@@ -471,17 +528,29 @@ class Conv2d(Function):
             w_flip = self.weight[:, :, ::-1, ::-1].reshape(G, O // G, Cg, kh, kw)
             w_flip = w_flip.transpose(0, 2, 1, 3, 4).reshape(G, Cg, O // G * kh * kw)
         sample_bytes = max(C * OH * OW, O * H * W) * kh * kw * gy.dtype.itemsize
-        for chunk in _sample_chunks(xp, N, max(OH * OW, H * W), sample_bytes):
+        chunks = _sample_chunks(xp, N, max(OH * OW, H * W), sample_bytes)
+        if wants_w:
+            x_columns = self._chunk_columns(self.x_shape, chunks, gy.dtype, xp)
+        if wants_x and as_convolution:
+            # gy padded by d*(k-1) - p on each side, read with the flipped kernel.
+            flipped_pads = tuple((d * (k - 1) - p0, d * (k - 1) - p1) for d, k, (p0, p1)
+                                 in zip(self.dilation, (kh, kw), self.padding))
+            gy_columns = _ChunkColumns(gy.shape, chunks[0].stop, (kh, kw), (1, 1),
+                                       flipped_pads, self.dilation, G, gy.dtype, xp)
+        for chunk in chunks:
             gy_rows = _nchw_to_rows(gy[chunk], G)               # (G, O/G, n*OH*OW)
             if wants_w:
-                cols = self._cols(self.x[chunk])
                 # gW^T = cols @ gy^T, sharing the long n*OH*OW axis: in this orientation
                 # OpenBLAS ran fastest of the four ways to write this product.
-                gw_rows += xp.matmul(cols, gy_rows.transpose(0, 2, 1))
-                _WORKSPACE.give(cols)
-                del cols        # or the workspace counts this name as a user of the buffer
+                gw_rows += xp.matmul(x_columns(self.x[chunk]), gy_rows.transpose(0, 2, 1))
             if wants_x and as_convolution:
-                self._input_grad_as_convolution(gy[chunk], w_flip, out=gx[chunk])
+                # gx[n, c, h, w] = sum_{o,p,q} gy[n, o, h + pt - p*dh, w + pl - q*dw] W[o,c,p,q]
+                # is a cross-correlation of gy, padded by d*(k-1) - p, with the kernel
+                # flipped in space and transposed in channels: im2col + a GEMM whose
+                # shared dimension is O*kh*kw, instead of a GEMM that writes gcols
+                # (C*kh*kw, n*H*W) and a col2im that adds it back up.
+                rows = xp.matmul(w_flip, gy_columns(gy[chunk]))
+                _rows_to_nchw(rows, rows.shape[2] // (H * W), H, W, out=gx[chunk])
             elif wants_x:
                 n = gy_rows.shape[2] // (OH * OW)
                 gcols = _WORKSPACE.empty((G, Cg * kh * kw, n * OH * OW), gy.dtype, xp)
@@ -491,32 +560,15 @@ class Conv2d(Function):
                     self.dilation)
                 _WORKSPACE.give(gcols)
         if wants_w:
+            x_columns.release()
             gw = gw_rows.transpose(0, 2, 1).reshape(O, Cg, kh, kw)
+        if wants_x and as_convolution:
+            gy_columns.release()
         return (gx, gw, gb) if len(self.needs_input_grad) == 3 else (gx, gw)
 
-    def _input_grad_as_convolution(self, gy, w_flip, out):
-        """gx of a stride-1 convolution, as a convolution of gy (the fast way for stride 1).
-
-        gx[n, c, h, w] = sum_{o, p, q} gy[n, o, h + pt - p*dh, w + pl - q*dw] W[o, c, p, q]
-        is a cross-correlation of gy, padded by d*(k-1) - p, with the kernel flipped in
-        space and transposed in channels. That is im2col + a GEMM whose shared dimension
-        is O*kh*kw, as fast as the forward GEMM, instead of a GEMM that writes the large
-        (C*kh*kw, N*H*W) gcols and a col2im that adds it back up. ``w_flip`` is that
-        kernel as (G, C/G, O/G*kh*kw). Writes into ``out``.
-        """
-        xp = get_array_module(gy)
-        G = self.groups
-        O, Cg, kh, kw = self.weight.shape
-        N, _, H, W = out.shape
-        (pt, pb), (pl, pr) = self.padding
-        (dh, dw) = self.dilation
-        pads = ((dh * (kh - 1) - pt, dh * (kh - 1) - pb),
-                (dw * (kw - 1) - pl, dw * (kw - 1) - pr))
-        cols = im2col(gy, (kh, kw), 1, pads, self.dilation)
-        cols = cols.transpose(1, 2, 3, 0, 4, 5).reshape(G, O // G * kh * kw, N * H * W)
-        rows = xp.matmul(w_flip, cols)
-        _WORKSPACE.give(cols)
-        _rows_to_nchw(rows, N, H, W, out=out)
+    def _chunk_columns(self, x_shape, chunks, dtype, xp):
+        return _ChunkColumns(x_shape, chunks[0].stop, self.weight.shape[2:], self.stride,
+                             self.padding, self.dilation, self.groups, dtype, xp)
 
     def _backward_pointwise(self, xp, gy, wants_x, wants_w):
         G = self.groups
