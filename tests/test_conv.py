@@ -437,3 +437,13 @@ def test_conv_transpose2d_bad_input(device):
         conv_transpose2d(t((1, 4, 1, 1)), t((4, 2, 1, 1)), padding=1)
     with pytest.raises(ValueError, match=r"bias must have shape \(4,\)"):
         conv_transpose2d(x, t((4, 2, 3, 3)), t((2,)), groups=2)
+
+
+def test_conv2d_of_an_empty_batch(device):
+    """N = 0 gives an empty output and, in backward, an empty gx and a zero gW."""
+    x, w = leaf(np.zeros((0, 3, 6, 6)), device), leaf(rand((4, 3, 3, 3), 1), device)
+    y = conv2d(x, w, padding=1)
+    assert y.shape == (0, 4, 6, 6)
+    y.sum().backward()
+    assert x.grad.shape == (0, 3, 6, 6)
+    assert_close(w.grad, np.zeros((4, 3, 3, 3)), rtol=0, atol=0)

@@ -421,7 +421,7 @@ def _sample_chunks(xp, N: int, pixels_per_sample: int, bytes_per_sample: int) ->
         step = max(1, min(N, step))
     else:
         step = max(N, 1)
-    return [slice(n0, min(N, n0 + step)) for n0 in range(0, N, step)]
+    return [slice(n0, min(N, n0 + step)) for n0 in range(0, N, step)] or [slice(0, 0)]
 
 
 # ---- conv2d ----------------------------------------------------------------------------
