@@ -263,7 +263,7 @@ def test_conv2d_chunks_of_the_batch_give_the_same_numbers(device, monkeypatch,
     once all agree with the loop reference (forward and backward, stride 1 and 2)."""
     from minidl.ops import conv as conv_ops
     monkeypatch.setattr(conv_ops, "CHUNK_COLUMNS", chunk_columns)
-    monkeypatch.setattr(conv_ops, "CHUNK_BYTES", 1)     # the column count decides
+    monkeypatch.setattr(conv_ops, "CHUNK_COPY_VALUES", 1)   # the column count decides
     x, w, b = rand((5, 4, 6, 6), 0), rand((6, 2, 3, 3), 1), rand((6,), 2)
     for stride in (1, 2):
         y_ref = ref.conv2d_forward(x, w, b, (stride, stride), (1, 1), groups=2)

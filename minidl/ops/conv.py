@@ -395,13 +395,13 @@ def _rows_to_nchw(rows, N: int, H: int, W: int, bias=None, out=None):
 
 
 # ---- the batch in chunks -----------------------------------------------------------------
-# A chunk has at least this many output pixels (GEMM columns) and this many bytes of
-# columns; see _sample_chunks.
+# A chunk has at least this many output pixels (GEMM columns), and each of its kh*kw
+# im2col copies moves at least this many values; see _sample_chunks.
 CHUNK_COLUMNS = 1024
-CHUNK_BYTES = 2 << 20
+CHUNK_COPY_VALUES = 1 << 16
 
 
-def _sample_chunks(xp, N: int, pixels_per_sample: int, bytes_per_sample: int) -> list:
+def _sample_chunks(xp, N: int, pixels_per_sample: int, copy_values_per_sample: int) -> list:
     """Slices of the batch that conv2d pushes through im2col + GEMM one at a time.
 
     Folding the whole batch into one im2col matrix makes it large: 75 MB for a 3x3,
@@ -411,13 +411,15 @@ def _sample_chunks(xp, N: int, pixels_per_sample: int, bytes_per_sample: int) ->
     cores for that conv: forward 30 ms in chunks against 55 ms whole, backward 62
     against 98 ms. A chunk must not be too small either: BLAS needs about CHUNK_COLUMNS
     columns to run at full speed (ResNet's 4x4 maps: 16 per sample, so 64 samples), and
-    every chunk costs some Python (LeNet-5's small convolutions: about CHUNK_BYTES of
-    columns per chunk, or its step slows down by a third). On a GPU there is no such
-    cache to fit and every launch costs time, so the whole batch is one chunk.
+    each of the kh*kw strided copies (or col2im's adds) costs some microseconds of Python
+    and NumPy overhead, so each should move at least CHUNK_COPY_VALUES values
+    (LeNet-5's 6-channel 10x10 maps: the whole batch of 128; in chunks of 11 its step
+    took 40% longer). On a GPU there is no such cache to fit and every launch costs
+    time, so the whole batch is one chunk.
     """
     if xp is np:
         step = max(-(-CHUNK_COLUMNS // max(1, pixels_per_sample)),
-                   -(-CHUNK_BYTES // max(1, bytes_per_sample)))
+                   -(-CHUNK_COPY_VALUES // max(1, copy_values_per_sample)))
         step = max(1, min(N, step))
     else:
         step = max(N, 1)
@@ -484,8 +486,7 @@ class Conv2d(Function):
         OH, OW = self._output_hw(H, W)
         y = xp.empty((N, O, OH, OW), dtype=x.dtype)
         w_rows = weight.reshape(G, O // G, Cg * kh * kw)
-        sample_bytes = Cg * G * kh * kw * OH * OW * x.dtype.itemsize
-        chunks = _sample_chunks(xp, N, OH * OW, sample_bytes)
+        chunks = _sample_chunks(xp, N, OH * OW, Cg * G * OH * OW)
         columns = self._chunk_columns(x.shape, chunks, x.dtype, xp)
         for chunk in chunks:
             rows = xp.matmul(w_rows, columns(x[chunk]))          # (G, O/G, n*OH*OW)
@@ -527,8 +528,9 @@ class Conv2d(Function):
         if wants_x and as_convolution:      # once, not per chunk: it is a copy
             w_flip = self.weight[:, :, ::-1, ::-1].reshape(G, O // G, Cg, kh, kw)
             w_flip = w_flip.transpose(0, 2, 1, 3, 4).reshape(G, Cg, O // G * kh * kw)
-        sample_bytes = max(C * OH * OW, O * H * W) * kh * kw * gy.dtype.itemsize
-        chunks = _sample_chunks(xp, N, max(OH * OW, H * W), sample_bytes)
+        # The copies of x (and col2im's adds) move C*OH*OW values per sample, those of
+        # gy O*H*W: the chunk is sized for the smaller.
+        chunks = _sample_chunks(xp, N, max(OH * OW, H * W), min(C * OH * OW, O * H * W))
         if wants_w:
             x_columns = self._chunk_columns(self.x_shape, chunks, gy.dtype, xp)
         if wants_x and as_convolution:
