@@ -373,6 +373,8 @@ def _nchw_to_rows(a, groups: int):
     """(N, C, H, W) -> contiguous (groups, C/groups, N*H*W): channels as GEMM rows."""
     xp = get_array_module(a)
     N, C, H, W = a.shape
+    if N == 1 and a.flags.c_contiguous:     # one sample is already in this layout
+        return a.reshape(groups, C // groups, H * W)
     rows = xp.empty((C, N, H, W), dtype=a.dtype)
     rows[...] = a.transpose(1, 0, 2, 3)
     return rows.reshape(groups, C // groups, N * H * W)
@@ -392,6 +394,22 @@ def _rows_to_nchw(rows, N: int, H: int, W: int, bias=None, out=None):
     else:
         xp.add(src, bias.reshape(1, C, 1, 1), out=out)
     return out
+
+
+def _matmul_to_nchw(a, b, out, bias=None) -> None:
+    """out (n, C, H, W) = the GEMM a @ b (groups, C/groups, n*H*W) in NCHW order, + bias.
+
+    For one sample the GEMM's row layout is NCHW already, and it writes straight into
+    ``out``; otherwise the product is transposed into place by _rows_to_nchw.
+    """
+    xp = get_array_module(out)
+    n, C, H, W = out.shape
+    if n == 1 and out.flags.c_contiguous:
+        xp.matmul(a, b, out=out.reshape(a.shape[0], C // a.shape[0], H * W))
+        if bias is not None:
+            out += bias.reshape(1, C, 1, 1)
+    else:
+        _rows_to_nchw(xp.matmul(a, b), n, H, W, bias, out=out)
 
 
 # ---- the batch in chunks -----------------------------------------------------------------
@@ -489,8 +507,7 @@ class Conv2d(Function):
         chunks = _sample_chunks(xp, N, OH * OW, Cg * G * OH * OW)
         columns = self._chunk_columns(x.shape, chunks, x.dtype, xp)
         for chunk in chunks:
-            rows = xp.matmul(w_rows, columns(x[chunk]))          # (G, O/G, n*OH*OW)
-            _rows_to_nchw(rows, rows.shape[2] // (OH * OW), OH, OW, bias, out=y[chunk])
+            _matmul_to_nchw(w_rows, columns(x[chunk]), y[chunk], bias)
         columns.release()
         if self.save_input:
             self.x = x
@@ -551,8 +568,7 @@ class Conv2d(Function):
                 # flipped in space and transposed in channels: im2col + a GEMM whose
                 # shared dimension is O*kh*kw, instead of a GEMM that writes gcols
                 # (C*kh*kw, n*H*W) and a col2im that adds it back up.
-                rows = xp.matmul(w_flip, gy_columns(gy[chunk]))
-                _rows_to_nchw(rows, rows.shape[2] // (H * W), H, W, out=gx[chunk])
+                _matmul_to_nchw(w_flip, gy_columns(gy[chunk]), gx[chunk])
             elif wants_x:
                 n = gy_rows.shape[2] // (OH * OW)
                 gcols = _WORKSPACE.empty((G, Cg * kh * kw, n * OH * OW), gy.dtype, xp)
