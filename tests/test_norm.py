@@ -55,6 +55,28 @@ def test_batch_norm_gradcheck_only_weight_requires_grad(device):
 @settings(max_examples=10)
 @given(x=mst.arrays(bn_shapes, magnitude=3.0), training=st.booleans())
 def test_batch_norm_matches_loop_reference(device, x, training):
+    _check_batch_norm_against_loops(device, x, training)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("shape", [(4, 5, 3, 3), (6, 7), (2, 3, 5)])
+def test_batch_norm_in_channel_blocks_on_threads_matches_the_loops(monkeypatch, training,
+                                                                    shape):
+    """One channel per block on up to 3 threads (minidl.parallel): the same numbers."""
+    from minidl import parallel
+    from minidl.ops import norm as norm_ops
+    before = parallel.get_num_threads()
+    parallel.set_num_threads(3)
+    monkeypatch.setattr(norm_ops.BatchNorm, "_min_block", lambda self: 1)
+    try:
+        x = np.random.default_rng(7).standard_normal(shape) * 3
+        _check_batch_norm_against_loops("cpu", x, training)
+    finally:
+        parallel.set_num_threads(before)
+
+
+def _check_batch_norm_against_loops(device, x, training):
+    """batch_norm's y, gradients and running statistics against the plain loops."""
     rng = np.random.default_rng(3)
     C = x.shape[1]
     w, b, gy = rng.standard_normal(C), rng.standard_normal(C), rng.standard_normal(x.shape)

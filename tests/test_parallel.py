@@ -6,10 +6,7 @@ import pytest
 
 import minidl as md
 from minidl import parallel
-from minidl.ops import norm as norm_ops
 from minidl.ops.norm import batch_norm
-from minidl.reference.norm import batch_norm_backward, batch_norm_forward
-from minidl.testing import assert_close
 
 
 @pytest.fixture
@@ -53,33 +50,6 @@ def test_map_blocks_passes_exceptions_on(threads):
 def test_set_num_threads_rejects_bad_counts(bad):
     with pytest.raises(ValueError, match="set_num_threads: n must be a positive int"):
         parallel.set_num_threads(bad)
-
-
-@pytest.mark.parametrize("training", [True, False])
-@pytest.mark.parametrize("shape", [(4, 5, 3, 3), (6, 7), (2, 3, 5)])
-def test_batch_norm_in_channel_blocks_matches_the_loop_reference(threads, monkeypatch,
-                                                                 training, shape):
-    """One channel per block on up to 3 threads: the same numbers as the plain loops."""
-    threads(3)
-    monkeypatch.setattr(norm_ops.BatchNorm, "_min_block", lambda self: 1)
-    rng = np.random.default_rng(7)
-    C = shape[1]
-    x, gy = rng.standard_normal(shape) * 3, rng.standard_normal(shape)
-    w, b = rng.standard_normal(C), rng.standard_normal(C)
-    rm0, rv0 = rng.standard_normal(C), rng.random(C) + 0.5
-    X, W, B = (md.tensor(a, requires_grad=True) for a in (x, w, b))
-    rm, rv = md.tensor(rm0), md.tensor(rv0)
-    y = batch_norm(X, rm, rv, W, B, training=training, momentum=0.25, eps=1e-3)
-    y.backward(md.tensor(gy))
-    ref_y, mean, _, unbiased = batch_norm_forward(x, w, b, 1e-3, rm0, rv0, training)
-    gx, gw, gb = batch_norm_backward(x, gy, w, 1e-3, rm0, rv0, training)
-    assert_close(y, ref_y, rtol=1e-10, atol=1e-10)
-    assert_close(X.grad, gx, rtol=1e-10, atol=1e-10)
-    assert_close(W.grad, gw, rtol=1e-10, atol=1e-10)
-    assert_close(B.grad, gb, rtol=1e-10, atol=1e-10)
-    if training:
-        assert_close(rm, 0.75 * rm0 + 0.25 * mean, rtol=1e-10, atol=1e-12)
-        assert_close(rv, 0.75 * rv0 + 0.25 * unbiased, rtol=1e-10, atol=1e-12)
 
 
 def test_batch_norm_threads_do_not_change_float32_results(threads):
