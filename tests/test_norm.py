@@ -67,7 +67,7 @@ def test_batch_norm_in_channel_blocks_on_threads_matches_the_loops(monkeypatch, 
     from minidl.ops import norm as norm_ops
     before = parallel.get_num_threads()
     parallel.set_num_threads(3)
-    monkeypatch.setattr(norm_ops.BatchNorm, "_min_block", lambda self: 1)
+    monkeypatch.setattr(norm_ops.BatchNorm, "_min_block", lambda self, xp: 1)
     try:
         x = np.random.default_rng(7).standard_normal(shape) * 3
         _check_batch_norm_against_loops("cpu", x, training)

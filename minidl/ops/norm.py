@@ -179,7 +179,7 @@ class BatchNorm(Function):
                 mean = x[:, c].mean(axis=axes, keepdims=True)
                 xp.subtract(x[:, c], mean, out=xc[:, c])
                 return mean.reshape(-1), _channel_sum(xc[:, c], xc[:, c]) / self.n
-            blocks = map_blocks(statistics, C, self._min_block())
+            blocks = map_blocks(statistics, C, self._min_block(xp))
             mean = xp.concatenate([m for m, _ in blocks])
             var = xp.concatenate([v for _, v in blocks])
             if self.running_mean is not None:
@@ -199,13 +199,16 @@ class BatchNorm(Function):
             xp.multiply(xc[:, c], _channel_view(self.scale[c], x.ndim), out=y[:, c])
             if bias is not None:
                 y[:, c] += _channel_view(bias[c], x.ndim)
-        map_blocks(normalize, C, self._min_block())
+        map_blocks(normalize, C, self._min_block(xp))
         self.xc, self.var = xc, var
         return y
 
-    def _min_block(self) -> int:
+    def _min_block(self, xp) -> int:
         # Channels per thread such that each thread gets at least ~64K values: below
-        # that, handing work to a thread costs more than it saves.
+        # that, handing work to a thread costs more than it saves. A GPU (CuPy without
+        # the kernels) gets one block: it runs each pass on all its cores already.
+        if xp is not np:
+            return 1 << 62
         return max(1, (1 << 16) // max(self.n, 1))
 
     def _forward_kernels(self, x, weight, bias):
@@ -256,7 +259,7 @@ class BatchNorm(Function):
                 else:
                     xp.multiply(gy[:, c], scale, out=gx[:, c])
             return grad_weight, grad_bias
-        blocks = map_blocks(gradients, gy.shape[1], self._min_block())
+        blocks = map_blocks(gradients, gy.shape[1], self._min_block(xp))
         grad_weight = xp.concatenate([w for w, _ in blocks])
         grad_bias = xp.concatenate([b for _, b in blocks])
         return self._grads(gx, grad_weight, grad_bias)
