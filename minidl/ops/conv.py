@@ -557,7 +557,8 @@ class Conv2d(Function):
             gy_columns = _ChunkColumns(gy.shape, chunks[0].stop, (kh, kw), (1, 1),
                                        flipped_pads, self.dilation, G, gy.dtype, xp)
         for chunk in chunks:
-            gy_rows = _nchw_to_rows(gy[chunk], G)               # (G, O/G, n*OH*OW)
+            if wants_w or (wants_x and not as_convolution):
+                gy_rows = _nchw_to_rows(gy[chunk], G)           # (G, O/G, n*OH*OW)
             if wants_w:
                 # gW^T = cols @ gy^T, sharing the long n*OH*OW axis: in this orientation
                 # OpenBLAS ran fastest of the four ways to write this product.
