@@ -30,7 +30,13 @@ import statistics
 import sys
 import time
 
-import numpy as np
+# As in bench_cpu.py: PyTorch's idle OpenMP workers sleep instead of spinning while
+# minidl runs, and every timed run of a pair starts after a rest (SETTLE_S), when
+# neither side's pool workers are still spinning. Set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+SETTLE_S = 0.25
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -69,6 +75,8 @@ def interleaved(fns: dict, repeats: int, device: str) -> dict:
     names = list(fns)
     for r in range(repeats):
         for name in (names if r % 2 == 0 else names[::-1]):
+            if len(fns) > 1:
+                time.sleep(SETTLE_S)
             start = time.perf_counter()
             fns[name]()
             sync(device)
