@@ -79,7 +79,7 @@ def map_blocks(fn, size: int, min_block: int = 1) -> list:
         return [fn(slice(0, size))]
     bounds = [size * i // parts for i in range(parts + 1)]
     blocks = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
-    pool = _get_pool(parts - 1)
+    pool = _get_pool(get_num_threads() - 1)
     futures = [pool.submit(fn, block) for block in blocks[1:]]
     results = [fn(blocks[0])]          # the calling thread takes the first block
     return results + [f.result() for f in futures]
