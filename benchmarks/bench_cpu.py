@@ -37,23 +37,15 @@ import json
 import os
 import platform
 import pstats
-import statistics
 import subprocess
 import sys
-import time
-
-# The two frameworks share two cores in one process. PyTorch's OpenMP workers spin for
-# a while after each parallel region by default, and that spinning steals the cores from
-# whatever runs next: interleaved with spinning PyTorch, minidl's conv2d fwd+bwd took
-# 147 ms against 101 ms alone. PASSIVE makes idle workers sleep at once (PyTorch's own
-# time moved from 84 to 88 ms, within the noise). Set it before torch is imported.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 sys.path.insert(0, HERE)
+
+from _timing import interleaved  # noqa: E402  (first: it sets OMP_WAIT_POLICY)
 
 import minidl as md  # noqa: E402
 import minidl.nn.functional as F  # noqa: E402
@@ -100,36 +92,6 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-# ---- timing ---------------------------------------------------------------------------
-# Seconds of rest before each timed run. A thread pool's idle workers keep spinning on
-# the cores for a while after each call (OpenBLAS's for up to 2^28 cycles, ~0.1 s here):
-# without a rest, each framework's run would share the two cores with the other one's
-# spinning workers. (Measured on the layer shapes of ResNet-18: with OpenBLAS spinning
-# into its turns PyTorch's convolutions took 1.36 s in all, 0.91 s without.)
-SETTLE_S = 0.25
-
-
-def interleaved(fns: dict, repeats: int, warmup: int = 1) -> dict:
-    """Median and min seconds of each callable, run in turns so that all see the same load.
-
-    The order alternates every round, so neither side always runs right after the other,
-    and every timed run starts after SETTLE_S seconds of rest.
-    """
-    for _ in range(warmup):       # allocations, BLAS threads, caches, workspaces
-        for fn in fns.values():
-            fn()
-    times = {name: [] for name in fns}
-    names = list(fns)
-    for r in range(repeats):
-        for name in (names if r % 2 == 0 else names[::-1]):
-            if len(fns) > 1:
-                time.sleep(SETTLE_S)
-            start = time.perf_counter()
-            fns[name]()
-            times[name].append(time.perf_counter() - start)
-    return {name: {"median": statistics.median(t), "min": min(t)} for name, t in times.items()}
 
 
 def gemm_rates(repeats: int) -> dict:

@@ -26,19 +26,14 @@ import cProfile
 import json
 import os
 import pstats
-import statistics
 import sys
-import time
 
-# As in bench_cpu.py: PyTorch's idle OpenMP workers sleep instead of spinning while
-# minidl runs, and every timed run of a pair starts after a rest (SETTLE_S), when
-# neither side's pool workers are still spinning. Set before torch is imported.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-SETTLE_S = 0.25
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import _timing  # noqa: E402  (before torch: it sets OMP_WAIT_POLICY)
 
 import minidl as md  # noqa: E402
 from minidl.ops import conv as conv_ops  # noqa: E402
@@ -67,21 +62,9 @@ def sync(device):
 
 
 def interleaved(fns: dict, repeats: int, device: str) -> dict:
-    """Median and min seconds of each callable, run in turns so all see the same load."""
-    for fn in fns.values():       # warm-up: allocations, BLAS threads, caches
-        fn()
-    sync(device)
-    times = {name: [] for name in fns}
-    names = list(fns)
-    for r in range(repeats):
-        for name in (names if r % 2 == 0 else names[::-1]):
-            if len(fns) > 1:
-                time.sleep(SETTLE_S)
-            start = time.perf_counter()
-            fns[name]()
-            sync(device)
-            times[name].append(time.perf_counter() - start)
-    return {name: (statistics.median(t), min(t)) for name, t in times.items()}
+    """{name: (median, min)} seconds, run in turns (_timing.interleaved)."""
+    t = _timing.interleaved(fns, repeats, sync=lambda: sync(device))
+    return {name: (v["median"], v["min"]) for name, v in t.items()}
 
 
 def gemm_rates(repeats: int) -> dict:
