@@ -484,3 +484,36 @@ def test_zero_grad_of_a_create_graph_gradient_keeps_its_graph(device):
     assert graph_grad.item() == 12.0
     graph_grad.sum().backward()                          # d(3 p^2)/dp = 6 p = 12
     assert p.grad.item() == 12.0
+
+
+@pytest.mark.parametrize("name,kwargs", CASES, ids=[f"{n}-{i}" for i, (n, _) in
+                                                     enumerate(CASES)])
+def test_update_in_blocks_over_threads_gives_the_same_bits(monkeypatch, name, kwargs):
+    """Optimizer._in_blocks cuts each update into blocks run in threads; the rules are
+    elementwise, so the trajectory must be bit for bit that of whole-array updates."""
+    from minidl.optim import optimizer as optimizer_module
+    rng = np.random.default_rng(7)
+    p0 = rng.standard_normal((37, 29)).astype(np.float32)     # 1073 elements
+    grads = [rng.standard_normal(p0.shape).astype(np.float32) for _ in range(4)]
+
+    def trajectory(block, threads):
+        monkeypatch.setattr(optimizer_module, "UPDATE_BLOCK", block)
+        md.set_num_threads(threads)
+        p = md.tensor(p0.copy(), requires_grad=True)
+        opt = getattr(optim, name)([p], **kwargs)
+        out = []
+        for g in grads:
+            p.grad = md.tensor(g)
+            opt.step()
+            out.append(p.numpy().copy())
+        return out
+
+    before = md.get_num_threads()
+    try:
+        whole = trajectory(1 << 20, 1)
+        blocked = trajectory(50, 3)        # 22 blocks, the last one short, in 3 threads
+    finally:
+        md.set_num_threads(before)
+    assert np.abs(whole[-1] - p0).max() > 1e-4, "the parameters should have moved"
+    for step, (a, b) in enumerate(zip(whole, blocked)):
+        assert np.array_equal(a, b), f"{name} step {step}: blocked update differs"

@@ -72,29 +72,34 @@ class Adam(Optimizer):
             state["exp_avg_sq"] = self._new_buffer(param)
         if group["amsgrad"] and "max_exp_avg_sq" not in state:
             state["max_exp_avg_sq"] = self._new_buffer(param)
-        if group["maximize"]:
-            grad = -grad
         state["step"] += 1
         step = state["step"]
-        if weight_decay != 0:
-            if group["decoupled_weight_decay"]:
-                param *= 1 - lr * weight_decay
-            else:
-                grad = grad + weight_decay * param
-
-        exp_avg, exp_avg_sq = state["exp_avg"].data, state["exp_avg_sq"].data
-        exp_avg += (1 - beta1) * (grad - exp_avg)       # m = beta1 m + (1 - beta1) g
-        exp_avg_sq *= beta2
-        exp_avg_sq += (1 - beta2) * grad * grad
-        if group["amsgrad"]:
-            max_exp_avg_sq = state["max_exp_avg_sq"].data
-            xp.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
-            exp_avg_sq = max_exp_avg_sq
-
+        maximize, decoupled = group["maximize"], group["decoupled_weight_decay"]
         step_size = lr / (1 - beta1 ** step)
-        denom = xp.sqrt(exp_avg_sq) / math.sqrt(1 - beta2 ** step)
-        denom += eps
-        param -= step_size * (exp_avg / denom)
+        bias_correction2_sqrt = math.sqrt(1 - beta2 ** step)
+        moments = [state["exp_avg"].data, state["exp_avg_sq"].data]
+        if group["amsgrad"]:
+            moments.append(state["max_exp_avg_sq"].data)
+
+        def rule(p, g, exp_avg, exp_avg_sq, *max_exp_avg_sq):
+            if maximize:
+                g = -g
+            if weight_decay != 0:
+                if decoupled:
+                    p *= 1 - lr * weight_decay
+                else:
+                    g = g + weight_decay * p
+            exp_avg += (1 - beta1) * (g - exp_avg)      # m = beta1 m + (1 - beta1) g
+            exp_avg_sq *= beta2
+            exp_avg_sq += (1 - beta2) * g * g
+            if max_exp_avg_sq:
+                xp.maximum(max_exp_avg_sq[0], exp_avg_sq, out=max_exp_avg_sq[0])
+                exp_avg_sq = max_exp_avg_sq[0]
+            denom = xp.sqrt(exp_avg_sq) / bias_correction2_sqrt
+            denom += eps
+            p -= step_size * (exp_avg / denom)
+
+        self._in_blocks(rule, param, grad, *moments)
 
 
 class AdamW(Adam):

@@ -7,6 +7,10 @@ subclass's ``_update(param, grad, group, state)``, which changes ``param.data`` 
 plain array arithmetic: no graph is recorded, the same lines run on NumPy and CuPy, and a
 float32 parameter stays float32 (options are Python floats, which never upcast an array).
 
+On the CPU each rule runs on blocks of the flattened arrays (``_in_blocks``), shared out over
+minidl's threads: the rule's passes then find each block in the cache, and its intermediate
+results are block-sized instead of parameter-sized.
+
 ``state_dict()`` / ``load_state_dict()`` follow PyTorch: parameters are referred to by their
 index in the order of the groups, state arrays are copied into Tensors, and loading casts
 floating-point state to the dtype and device of the parameter it belongs to.
@@ -21,9 +25,17 @@ import numpy as np
 
 from .. import backend
 from ..grad_mode import enable_grad
+from ..parallel import map_blocks
 from ..tensor import Tensor
 
 __all__ = ["Optimizer", "required"]
+
+# Elements per block of an update rule: 256 KB of float32, so that the three or four
+# arrays a rule touches stay in a core's L2 cache (1 MB here) for all of its passes.
+# Measured on 2 cores, SGD with momentum on ResNet-18's 11.2M parameters: 26 ms in whole
+# arrays, 13 ms in blocks of 2^16 (18 ms in one thread), 21 ms in blocks of 2^14 and
+# 16 ms in blocks of 2^18; PyTorch 2.13: 11 ms.
+UPDATE_BLOCK = 1 << 16
 
 
 class _RequiredOption:
@@ -188,6 +200,32 @@ class Optimizer:
     def _update(self, param, grad, group: dict, state: dict) -> None:
         """Change the array ``param`` in place from ``grad`` (each optimizer's own rule)."""
         raise NotImplementedError
+
+    @staticmethod
+    def _in_blocks(rule, *arrays) -> None:
+        """rule(*pieces) on blocks of UPDATE_BLOCK elements of the flattened ``arrays``
+        (parameter, gradient, state buffers, all of one shape), in minidl's threads.
+
+        An update rule is a handful of elementwise passes. Run on whole arrays, each pass
+        streams every array through memory once more, and each intermediate result is a
+        new array the size of the parameter (ResNet-18's largest: 9.4 MB). On a block of
+        256 KB the passes after the first find the data in the cache, and the
+        intermediates are small. The rule is elementwise, so the blocks give the same
+        bits as one whole-array call. CuPy arrays, and arrays that reshape(-1) could not
+        flatten in place, go to ``rule`` whole.
+        """
+        if backend.get_array_module(arrays[0]) is not np or \
+                not all(a.flags.c_contiguous for a in arrays):
+            rule(*arrays)
+            return
+        flat = [a.reshape(-1) for a in arrays]
+
+        def run(span: slice) -> None:
+            for start in range(span.start, span.stop, UPDATE_BLOCK):
+                block = slice(start, min(start + UPDATE_BLOCK, span.stop))
+                rule(*(a[block] for a in flat))
+
+        map_blocks(run, flat[0].size, min_block=4 * UPDATE_BLOCK)
 
     @staticmethod
     def _new_buffer(param, fill=None) -> Tensor:

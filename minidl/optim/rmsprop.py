@@ -64,27 +64,34 @@ class RMSprop(Optimizer):
             state["momentum_buffer"] = self._new_buffer(param)
         if group["centered"] and "grad_avg" not in state:
             state["grad_avg"] = self._new_buffer(param)
-        if group["maximize"]:
-            grad = -grad
         state["step"] += 1
-        if weight_decay != 0:
-            grad = grad + weight_decay * param
-
-        square_avg = state["square_avg"].data
-        square_avg *= alpha
-        square_avg += (1 - alpha) * grad * grad
-        if group["centered"]:
-            grad_avg = state["grad_avg"].data
-            grad_avg += (1 - alpha) * (grad - grad_avg)   # a = alpha a + (1 - alpha) g
-            avg = xp.sqrt(square_avg - grad_avg * grad_avg)
-        else:
-            avg = xp.sqrt(square_avg)
-        avg += eps
-
+        maximize, centered = group["maximize"], group["centered"]
+        buffers = [state["square_avg"].data]
+        if centered:
+            buffers.append(state["grad_avg"].data)
         if momentum > 0:
-            buf = state["momentum_buffer"].data
-            buf *= momentum
-            buf += grad / avg
-            param -= lr * buf
-        else:
-            param -= lr * (grad / avg)
+            buffers.append(state["momentum_buffer"].data)
+
+        def rule(p, g, square_avg, *rest):
+            if maximize:
+                g = -g
+            if weight_decay != 0:
+                g = g + weight_decay * p
+            square_avg *= alpha
+            square_avg += (1 - alpha) * g * g
+            if centered:
+                grad_avg = rest[0]
+                grad_avg += (1 - alpha) * (g - grad_avg)   # a = alpha a + (1 - alpha) g
+                avg = xp.sqrt(square_avg - grad_avg * grad_avg)
+            else:
+                avg = xp.sqrt(square_avg)
+            avg += eps
+            if momentum > 0:
+                buf = rest[-1]
+                buf *= momentum
+                buf += g / avg
+                p -= lr * buf
+            else:
+                p -= lr * (g / avg)
+
+        self._in_blocks(rule, param, grad, *buffers)

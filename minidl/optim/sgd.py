@@ -54,19 +54,30 @@ class SGD(Optimizer):
     def _update(self, param, grad, group: dict, state: dict) -> None:
         lr, momentum = float(group["lr"]), float(group["momentum"])
         dampening, weight_decay = float(group["dampening"]), float(group["weight_decay"])
-        if group["maximize"]:
-            grad = -grad
-        if weight_decay != 0:
-            grad = grad + weight_decay * param  # a new array: p.grad itself is left alone
-        if momentum != 0:
-            if "momentum_buffer" not in state:
-                # PyTorch starts the buffer at the first gradient, not at zero.
-                state["momentum_buffer"] = self._new_buffer(param, fill=grad)
-                buf = state["momentum_buffer"].data
-            else:
-                buf = state["momentum_buffer"].data
-                buf *= momentum
-                # in place; without dampening (the usual case) no temporary array at all
-                buf += grad if dampening == 0 else (1 - dampening) * grad
-            grad = grad + momentum * buf if group["nesterov"] else buf
-        param -= lr * grad
+        maximize, nesterov = group["maximize"], group["nesterov"]
+        if momentum == 0:
+            buffers, first_step = (), False
+        else:
+            # PyTorch starts the buffer at the first gradient, not at zero.
+            first_step = "momentum_buffer" not in state
+            if first_step:
+                state["momentum_buffer"] = self._new_buffer(param)
+            buffers = (state["momentum_buffer"].data,)
+
+        def rule(p, g, *buf):
+            if maximize:
+                g = -g
+            if weight_decay != 0:
+                g = g + weight_decay * p        # a new array: p.grad itself is left alone
+            if momentum != 0:
+                b, = buf
+                if first_step:
+                    b[...] = g
+                else:
+                    b *= momentum
+                    # in place; without dampening (the usual case) no temporary at all
+                    b += g if dampening == 0 else (1 - dampening) * g
+                g = g + momentum * b if nesterov else b
+            p -= lr * g
+
+        self._in_blocks(rule, param, grad, *buffers)
