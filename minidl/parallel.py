@@ -67,19 +67,28 @@ def _get_pool(workers: int) -> ThreadPoolExecutor:
         return _pool
 
 
-def map_blocks(fn, size: int, min_block: int = 1) -> list:
-    """[fn(slice(a, b)) for the blocks a:b that cut range(size) into equal parts], run
-    in get_num_threads() threads; the results come back in block order.
+def map_blocks(fn, size: int, min_block: int = 1, max_block: int = None) -> list:
+    """[fn(slice(a, b)) for the blocks a:b that cut range(size) into parts], run in
+    get_num_threads() threads; the results come back in block order.
 
-    Blocks are at least ``min_block`` long, so small inputs stay in one thread (a thread
-    hand-off costs tens of microseconds). ``fn`` must only write to its own block.
+    range(size) is first cut into one equal share per thread; each share is at least
+    ``min_block`` long, so small inputs stay in one thread (a thread hand-off costs tens
+    of microseconds). With ``max_block``, each thread then walks its share in blocks of
+    at most ``max_block``: sized to fit the cache, so that all of ``fn``'s passes over
+    a block after the first read it from there. ``fn`` must only write to its own block.
     """
     parts = max(1, min(get_num_threads(), size // max(min_block, 1)))
-    if parts == 1:
-        return [fn(slice(0, size))]
     bounds = [size * i // parts for i in range(parts + 1)]
-    blocks = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+    step = max_block or max(size, 1)
+
+    def run(a: int, b: int) -> list:
+        return [fn(slice(start, min(start + step, b))) for start in range(a, b, step)] \
+            or [fn(slice(a, b))]            # size 0: one empty block, as without max_block
+    if parts == 1:
+        return run(0, size)
     pool = _get_pool(get_num_threads() - 1)
-    futures = [pool.submit(fn, block) for block in blocks[1:]]
-    results = [fn(blocks[0])]          # the calling thread takes the first block
-    return results + [f.result() for f in futures]
+    futures = [pool.submit(run, a, b) for a, b in zip(bounds[1:-1], bounds[2:])]
+    results = run(bounds[0], bounds[1])    # the calling thread takes the first share
+    for future in futures:
+        results += future.result()
+    return results

@@ -34,6 +34,26 @@ def test_map_blocks_covers_the_range_once_in_order(threads, n_threads, size, min
         assert blocks[1][2] != threading.get_ident()
 
 
+@pytest.mark.parametrize("n_threads, size, min_block, max_block",
+                         [(1, 10, 1, 3), (2, 10, 1, 3), (3, 100, 10, 7), (2, 5, 1, 10),
+                          (2, 0, 1, 4)])
+def test_map_blocks_walks_each_share_in_blocks_of_at_most_max_block(threads, n_threads,
+                                                                    size, min_block,
+                                                                    max_block):
+    threads(n_threads)
+    blocks = parallel.map_blocks(lambda s: (s.start, s.stop, threading.get_ident()), size,
+                                 min_block, max_block)
+    seen = [i for start, stop, _ in blocks for i in range(start, stop)]
+    assert seen == list(range(size))
+    assert all(stop - start <= max_block for start, stop, _ in blocks)
+    shares = max(1, min(n_threads, size // min_block))
+    assert len({ident for _, _, ident in blocks}) <= shares
+    # each thread's share is cut into ceil(share / max_block) blocks
+    bounds = [size * i // shares for i in range(shares + 1)]
+    expected = sum(max(1, -(-(b - a) // max_block)) for a, b in zip(bounds, bounds[1:]))
+    assert len(blocks) == expected
+
+
 def test_map_blocks_passes_exceptions_on(threads):
     threads(2)
 

@@ -219,13 +219,8 @@ class Optimizer:
             rule(*arrays)
             return
         flat = [a.reshape(-1) for a in arrays]
-
-        def run(span: slice) -> None:
-            for start in range(span.start, span.stop, UPDATE_BLOCK):
-                block = slice(start, min(start + UPDATE_BLOCK, span.stop))
-                rule(*(a[block] for a in flat))
-
-        map_blocks(run, flat[0].size, min_block=4 * UPDATE_BLOCK)
+        map_blocks(lambda block: rule(*(a[block] for a in flat)), flat[0].size,
+                   min_block=4 * UPDATE_BLOCK, max_block=UPDATE_BLOCK)
 
     @staticmethod
     def _new_buffer(param, fill=None) -> Tensor:
