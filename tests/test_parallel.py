@@ -72,10 +72,13 @@ def test_set_num_threads_rejects_bad_counts(bad):
         parallel.set_num_threads(bad)
 
 
-def test_batch_norm_threads_do_not_change_float32_results(threads):
-    """Each channel is summed whole inside one block: any split gives the same bits."""
+@pytest.mark.parametrize("shape", [(8, 16, 32, 32), (16, 3, 64, 64), (32, 2, 64, 64),
+                                   (32, 4, 32, 32)])
+def test_batch_norm_threads_do_not_change_float32_results(threads, shape):
+    """Each channel is summed whole inside one block, and the same way in a block of one
+    channel as in a block of many: any split gives the same bits."""
     rng = np.random.default_rng(8)
-    x = rng.standard_normal((8, 16, 32, 32)).astype(np.float32)
+    x = (3 * rng.standard_normal(shape) + 1).astype(np.float32)
     gy = rng.standard_normal(x.shape).astype(np.float32)
     results = []
     for n in (1, 2, 3):

@@ -37,13 +37,20 @@ def _channel_sum(a, b=None):
     """Per-channel sum of ``a`` (or of ``a * b``, without a temporary) over every axis but 1.
 
     a, b (N, C, *) -> (C,)
+
+    In two stages, each sample's (contiguous) values first, then those N partial sums,
+    laid out as a contiguous row per channel. NumPy's one-call reduction over axes (0, 2)
+    adds in an order that depends on how many channels the array holds, so BatchNorm's
+    results changed in the last bit with the number of threads that split its channels;
+    in two stages every channel is added up the same way, whatever the block.
     """
+    xp = get_array_module(a)
     N, C = a.shape[:2]
     L = int(np.prod(a.shape[2:]))    # not -1: an empty batch (N = 0) must reshape too
     a3 = a.reshape(N, C, L)
-    if b is None:
-        return a3.sum(axis=(0, 2))
-    return get_array_module(a).einsum("ncl,ncl->c", a3, b.reshape(N, C, L))
+    per_sample = a3.sum(axis=2) if b is None else xp.einsum("ncl,ncl->nc", a3,
+                                                             b.reshape(N, C, L))
+    return xp.ascontiguousarray(per_sample.T).sum(axis=1)
 
 
 def _channel_view(v, ndim):
@@ -172,13 +179,12 @@ class BatchNorm(Function):
         # NumPy: every pass works on blocks of channels in parallel threads
         # (minidl.parallel): the channels are independent, and one core alone cannot
         # stream the data fast enough. Each block function writes only its own channels.
-        axes = (0,) + tuple(range(2, x.ndim))
         xc = xp.empty_like(x)
         if self.training:
             def statistics(c):          # mean, x - mean, biased variance of a block
-                mean = x[:, c].mean(axis=axes, keepdims=True)
-                xp.subtract(x[:, c], mean, out=xc[:, c])
-                return mean.reshape(-1), _channel_sum(xc[:, c], xc[:, c]) / self.n
+                mean = _channel_sum(x[:, c]) / self.n
+                xp.subtract(x[:, c], _channel_view(mean, x.ndim), out=xc[:, c])
+                return mean, _channel_sum(xc[:, c], xc[:, c]) / self.n
             blocks = map_blocks(statistics, C, self._min_block(xp))
             mean = xp.concatenate([m for m, _ in blocks])
             var = xp.concatenate([v for _, v in blocks])
