@@ -108,3 +108,6 @@ def test_assert_close_reports_worst_element():
     with pytest.raises(AssertionError, match="shape mismatch"):
         assert_close(np.ones(2), np.ones(3))
     assert_close(np.array([np.inf, np.nan]), np.array([np.inf, np.nan]))
+    for actual, expected in [(np.inf, -np.inf), (np.inf, 1e308), (np.nan, 1.0), (1.0, np.inf)]:
+        with pytest.raises(AssertionError, match="not close"):
+            assert_close(np.array([0.0, actual]), np.array([0.0, expected]), rtol=1e-3)

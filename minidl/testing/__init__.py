@@ -38,14 +38,19 @@ def assert_close(actual, expected, rtol: float = 1e-7, atol: float = 0.0,
     a64 = a.astype(np.float64) if a.dtype.kind in "biuf" else a
     e64 = e.astype(np.float64) if e.dtype.kind in "biuf" else e
     a64, e64 = np.broadcast_arrays(a64, e64)
-    same_nonfinite = (~np.isfinite(a64)) & (a64 == e64) | (np.isnan(a64) & np.isnan(e64))
-    err = np.abs(a64 - e64)
-    bound = atol + rtol * np.abs(e64)
-    bad = ~(err <= bound) & ~same_nonfinite
+    # Where either side is inf or nan, only the same value on both sides is close (with
+    # the bound alone, inf against -inf passed: inf <= rtol * inf).
+    nonfinite = ~np.isfinite(a64) | ~np.isfinite(e64)
+    same_nonfinite = (a64 == e64) | (np.isnan(a64) & np.isnan(e64))
+    with np.errstate(invalid="ignore"):     # inf - inf: nan
+        err = np.abs(a64 - e64)
+        bound = atol + rtol * np.abs(e64)
+        bad = np.where(nonfinite, ~same_nonfinite, ~(err <= bound))
     if bad.any():
-        k = np.unravel_index(int(np.argmax(np.where(bad, np.nan_to_num(err - bound,
-                                                                        nan=np.inf), -1))),
-                             a64.shape) if a64.ndim else ()
+        with np.errstate(invalid="ignore"):
+            excess = np.nan_to_num(err - bound, nan=np.inf)
+        k = np.unravel_index(int(np.argmax(np.where(bad, excess, -1))), a64.shape) \
+            if a64.ndim else ()
         raise AssertionError(
             f"{msg}not close: {int(bad.sum())} of {bad.size} elements differ; worst at "
             f"index {tuple(int(i) for i in k)}: actual {_num(a64[k])}, expected {_num(e64[k])} "
