@@ -277,6 +277,36 @@ def test_conv2d_chunks_of_the_batch_give_the_same_numbers(device, monkeypatch,
         assert_close(gb, gb_ref, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("x_shape, kwargs", [
+    ((3, 2, 1, 1), dict(padding=4, dilation=4)),       # two of three offsets: padding only
+    ((3, 2, 2, 3), dict(padding=(3, 1), dilation=(3, 1), stride=(2, 1))),
+    ((4, 2, 5, 4), dict(padding=(2, 0), stride=2)),   # rows padded, columns not
+])
+def test_conv2d_windows_that_read_only_padding(device, monkeypatch, x_shape, kwargs):
+    """The chunk columns copy each kernel offset's window of real pixels straight from x
+    and leave the rest zero, also when an offset reads nothing but padding, and from
+    chunk to chunk (here one sample per chunk, and the whole batch)."""
+    from minidl.ops import conv as conv_ops
+    monkeypatch.setattr(conv_ops, "CHUNK_COPY_VALUES", 1)
+    x, w = rand(x_shape, 4), rand((3, 2, 3, 3), 5)
+    stride = kwargs.get("stride", 1)
+    stride = stride if isinstance(stride, tuple) else (stride, stride)
+    pads = kwargs["padding"]
+    pads = ((pads, pads), (pads, pads)) if isinstance(pads, int) else tuple(
+        p if isinstance(p, tuple) else (p, p) for p in pads)
+    dilation = kwargs.get("dilation", 1)
+    dilation = dilation if isinstance(dilation, tuple) else (dilation, dilation)
+    y_ref = ref.conv2d_forward(x, w, None, stride, pads, dilation)
+    gy = rand(y_ref.shape, 6)
+    gx_ref, gw_ref, _ = ref.conv2d_backward(x, w, gy, stride, pads, dilation)
+    for chunk_columns in (1, 10**6):
+        monkeypatch.setattr(conv_ops, "CHUNK_COLUMNS", chunk_columns)
+        y, gx, gw, _ = run_conv(device, x, w, None, gy, **kwargs)
+        assert_close(y, y_ref, rtol=0, atol=1e-10)
+        assert_close(gx, gx_ref, rtol=0, atol=1e-10)
+        assert_close(gw, gw_ref, rtol=0, atol=1e-10)
+
+
 # ---- im2col / col2im -------------------------------------------------------------------
 @settings(max_examples=15)
 @given(p=mst.conv_params(max_channels=3, allow_groups=False), seed=st.integers(0, 2**16))
