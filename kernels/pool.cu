@@ -4,7 +4,8 @@
 // (oh*sh - ph, ow*sw - pw) and its cell (i, j) reads x at (+ i*dh, + j*dw).
 // OH and OW come from the launcher (PyTorch's rule, ceil_mode included).
 //
-// Max pooling: padding counts as -inf, so it never wins; the winner is the first maximum
+// Max pooling: padding counts as -inf, so it never wins (a window of padding alone gives
+// -inf, with argmax -1, as the NumPy path's -inf padding does); the winner is the first maximum
 // in row-major window order (as argmax does), and a NaN wins over any number; with several
 // NaNs the last one wins, as in PyTorch (whose scan takes every NaN it meets) and the
 // NumPy path of minidl.ops.pool. argmax holds the winner as a flat index h*W + w into the
@@ -29,7 +30,7 @@ __device__ void max_pool2d_forward(const T* __restrict__ x, T* __restrict__ y,
         const T* plane = x + (i / ((long long)OW * OH)) * H * W;
         int h0 = oh * sh - ph, w0 = ow * sw - pw;
         long long best_index = -1;
-        T best = T(0);
+        T best = -T(__int_as_float(0x7f800000));  // -inf: the answer for a window of padding
         for (int ki = 0; ki < kh; ++ki) {
             int h = h0 + ki * dh;
             if (h < 0 || h >= H) continue;

@@ -1,10 +1,13 @@
 // Softmax cross-entropy over the rows of an (N, C) logit matrix, with integer targets.
 //
-// forward   m = max_j x[r, j],  lse = m + log(sum_j exp(x[r, j] - m))     (no overflow)
-//           prob[r, j] = exp(x[r, j] - lse)
+// forward   m = max_j x[r, j],  s = log(sum_j exp(x[r, j] - m))   (lse = m + s, no overflow)
+//           prob[r, j] = exp((x[r, j] - m) - s)
 //           with the smoothed target q_j = (1 - eps) * [j == t] + eps / C:
 //           loss[r] = -sum_j q_j (x[r, j] - lse)
-//                   = (1 - eps) * (lse - x[r, t]) + eps * (lse - sum_j x[r, j] / C)
+//                   = (1 - eps) * ((m - x[r, t]) + s) + eps * ((m - sum_j x[r, j] / C) + s)
+//           m - x[r, t] is taken first: lse - x[r, t] would lose s to rounding when the
+//           logits are large (at 1e4 a float32 step is 1e-3). The smoothing term is added
+//           only when eps > 0: a row with a -inf logit has sum_j x = -inf, and 0 * inf is NaN.
 //           a row whose target is ignore_index has loss 0; a target outside [0, C) gives
 //           NaN (the Python entry point checks the labels first).
 // backward  g[r, j] = (prob[r, j] - q_j) * scale[r];   0 on ignored rows.
@@ -55,8 +58,8 @@ __device__ void softmax_xent_forward(const T* __restrict__ logits,
         }
         sum_exp = block_reduce(sum_exp, buf, false);
         sum_x = block_reduce(sum_x, buf, false);
-        T lse = m + log(sum_exp);
-        for (int j = threadIdx.x; j < C; j += blockDim.x) p[j] = exp(x[j] - lse);
+        T s = log(sum_exp);
+        for (int j = threadIdx.x; j < C; j += blockDim.x) p[j] = exp((x[j] - m) - s);
         if (threadIdx.x == 0) {
             long long t = target[r];
             T value;
@@ -66,7 +69,8 @@ __device__ void softmax_xent_forward(const T* __restrict__ logits,
                 value = (T)__longlong_as_double(0x7FF8000000000000LL);  // NaN: label out of range
             } else {
                 T eps = (T)smoothing;
-                value = (T(1) - eps) * (lse - x[t]) + eps * (lse - sum_x / T(C));
+                value = (T(1) - eps) * ((m - x[t]) + s);
+                if (eps > T(0)) value += eps * ((m - sum_x / T(C)) + s);
             }
             loss[r] = value;
         }

@@ -330,6 +330,11 @@ def test_max_pool2d_ties_nan_and_padding(emulated):
     x[0, 0, 0, 1] = np.nan       # two NaNs in one window: the last one wins, as in PyTorch
     y, idx = pool.max_pool2d_forward(x, 2, 2, 2, 2, 0, 0, 1, 1)
     assert np.isnan(y[0, 0, 0, 0]) and idx[0, 0, 0, 0] == 5
+    # A window that reads padding alone: -inf (PyTorch's value), no winner, no gradient.
+    x = np.full((1, 1, 1, 1), 3.0)
+    y, idx = pool.max_pool2d_forward(x, 2, 1, 1, 1, 1, 0, 2, 1)
+    assert y.shape == (1, 1, 1, 1) and y[0, 0, 0, 0] == -np.inf and idx[0, 0, 0, 0] == -1
+    assert not pool.max_pool2d_backward(np.ones_like(y), idx, x.shape).any()
     # Overlapping windows that share a winner add their gradients.
     x = np.zeros((1, 1, 3, 3))
     x[0, 0, 1, 1] = 1
@@ -507,6 +512,27 @@ def test_softmax_xent_is_stable_for_huge_logits(emulated):
     loss, prob = softmax_xent.softmax_xent_forward(logits, np.array([1, 2]))
     assert np.isfinite(loss).all() and np.isfinite(prob).all()
     close(loss, [2e4, math.log(1 + 2 * math.exp(-1))])
+    # The loss is taken as (max - x[t]) + log(sum exp(x - max)), not lse - x[t]: at 1e4 a
+    # float32 step is 1e-3, and lse - x[t] rounded log 2 to 0.69336.
+    logits = np.array([[-1e4, 1e4, 1e4]], dtype=np.float32)
+    loss, _ = softmax_xent.softmax_xent_forward(logits, np.array([2]))
+    close(loss, [math.log(2)], np.float32)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_xent_with_masked_logits(emulated, dtype):
+    # -inf logits (masked classes) have probability 0; the loss stays finite without
+    # smoothing (0 * -inf in the smoothing term gave NaN) and is inf with it, as in PyTorch.
+    inf = np.inf
+    logits = np.array([[2.0, -inf, 0.5, -inf], [-inf, 1e4, -1.0, 3.0]], dtype=dtype)
+    target = np.array([0, 1])
+    loss, prob = softmax_xent.softmax_xent_forward(logits, target)
+    finite = np.where(np.isinf(logits), -inf, logits).astype(np.float64)
+    lse = np.log(np.exp(finite - finite.max(1, keepdims=True)).sum(1)) + finite.max(1)
+    close(loss, lse - finite[[0, 1], target], dtype)
+    assert (prob[np.isinf(logits)] == 0).all()
+    loss, _ = softmax_xent.softmax_xent_forward(logits, target, label_smoothing=0.1)
+    assert (loss == inf).all()
 
 
 def test_softmax_xent_many_rows_few_blocks_and_bad_label():
