@@ -668,25 +668,36 @@ class ConvTranspose2d(Function):
 
     def backward(self, gy):
         xp = get_array_module(gy)
+        N, _, H, W = self.x_shape
+        if N * H * W == 0:
+            # An empty input has an empty gradient and a zero weight gradient. (im2col of
+            # gy would see zero windows, which it reports as a kernel larger than gy.)
+            gx = xp.zeros(self.x_shape, gy.dtype) if self.needs_input_grad[0] else None
+            gw = xp.zeros(self.weight.shape, gy.dtype) if self.needs_input_grad[1] else None
+        else:
+            gx, gw = self._backward_by_columns(xp, gy, N, H, W)
+        if len(self.needs_input_grad) == 3:
+            gb = gy.sum(axis=(0, 2, 3)) if self.needs_input_grad[2] else None
+            return gx, gw, gb
+        return gx, gw
+
+    def _backward_by_columns(self, xp, gy, N, H, W):
+        """gx and gw from cols = im2col(gy): the conv2d view of the same windows."""
         G = self.groups
         cin, coutg, kh, kw = self.weight.shape
-        N, _, H, W = self.x_shape
         (ph, pw), (oph, opw) = self.padding, self.output_padding
         # The bottom/right padding ph - oph drops the rows output_padding added, so that
         # im2col yields exactly H x W windows.
         cols = im2col(gy, (kh, kw), self.stride, ((ph, ph - oph), (pw, pw - opw)),
                       self.dilation)
         cols = cols.transpose(1, 2, 3, 0, 4, 5).reshape(G, coutg * kh * kw, N * H * W)
-        gx = gw = gb = None
+        gx = gw = None
         if self.needs_input_grad[1]:
             gw = xp.matmul(self.x_rows, cols.transpose(0, 2, 1)).reshape(self.weight.shape)
         if self.needs_input_grad[0]:
             w_rows = self.weight.reshape(G, cin // G, coutg * kh * kw)
             gx = _rows_to_nchw(xp.matmul(w_rows, cols), N, H, W)
         _WORKSPACE.give(cols)
-        if len(self.needs_input_grad) == 3:
-            gb = gy.sum(axis=(0, 2, 3)) if self.needs_input_grad[2] else None
-            return gx, gw, gb
         return gx, gw
 
 
