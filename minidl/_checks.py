@@ -37,6 +37,17 @@ def tensor_arg(op: str, name: str, value, float_only: bool = False):
     return value
 
 
+def same_device(op: str, input, input_name: str = "input", **others) -> None:
+    """Each Tensor in ``others`` (by its argument name; None skipped) must be on input's
+    device. An op computes where its input lives: a second tensor elsewhere is refused,
+    as in PyTorch, and the message names it and both devices."""
+    for name, value in others.items():
+        if isinstance(value, Tensor) and value.device != input.device:
+            raise ValueError(f"{op}: {name} is on device {value.device} but {input_name} is "
+                             f"on device {input.device}; move both to one device with "
+                             f".to(device)")
+
+
 def int_arg(op: str, name: str, value, low=None, high=None) -> int:
     """An int (not a bool) in [low, high], as a Python int."""
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):

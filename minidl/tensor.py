@@ -253,6 +253,11 @@ class Tensor:
         self._check_inplace("__setitem__")
         index = _shape._raw_index(index)
         value = value.data if isinstance(value, Tensor) else value
+        if not isinstance(value, (numbers.Number, np.ndarray)) or \
+                type(self.data) is not np.ndarray:
+            # An array from the other device (a NumPy array into a GPU tensor, a CuPy one
+            # into a CPU tensor): copied over first, as PyTorch does; CuPy refuses both.
+            value = backend.to_device(value, self.device)
         self.data[index] = value
 
     # ---- autograd ---------------------------------------------------------------
@@ -691,8 +696,13 @@ def as_tensor_like(value, like: Tensor, op: str = "") -> Tensor:
                 else _default_dtype[0]
             return Tensor._wrap(xp.asarray(value, dtype=dtype))
         return Tensor._wrap(xp.asarray(value, dtype=_default_dtype[0]))
-    array = xp.asarray(backend.to_device(value, like.device) if xp is not np else value) \
-        if value is not None else None
+    array = None
+    if value is not None:
+        # Check the dtype on the host first: CuPy refuses an object array with a message
+        # that names neither the op nor what was given.
+        array = value if hasattr(value, "__cuda_array_interface__") else np.asarray(value)
+        if array.dtype.kind in "biufc" and xp is not np:
+            array = xp.asarray(backend.to_device(array, like.device))
     if array is None or array.dtype.kind not in "biufc":
         raise TypeError(f"{op + ': ' if op else ''}expected a Tensor, a number or a numeric "
                         f"array as the other operand, got "

@@ -41,6 +41,10 @@ RAISE, EITHER = "raise", "either"
 # Indexing a dataset out of range is an IndexError by Python's protocol (for-loops over a
 # dataset stop on it), so Subset's out-of-range indices keep it, as tested in test_data.
 RAISE_INDEX = "raise, IndexError allowed"
+# A tensor on the other device: an op computes where its input lives (as in PyTorch), so
+# a lone tensor elsewhere is fine and the result must be on that device; beside a tensor
+# on the test's device it must be refused (a layer's parameters refuse it themselves).
+ELSEWHERE = "either, on the mutated tensor's device"
 ACCEPTED = (ValueError, TypeError)
 
 STATS = {"calls": 0, "outcomes": collections.Counter(), "cases": {}}
@@ -111,7 +115,7 @@ def ten(name, shape, *, ndims=None, float_only=True, optional=False, grad=True,
         muts.append((f"size 0 at dim {i}", build(sh=sh), EITHER, sh))
     if not optional:
         muts.append(("None", lambda device: None, RAISE, "None"))
-    muts.append(("other device", "other-device", RAISE, "device"))
+    muts.append(("other device", "other-device", ELSEWHERE, "device"))
     return Arg(name, build(), muts, aliases)
 
 
@@ -134,7 +138,7 @@ def idx(name, shape, classes, aliases=(), any_ndim=False):
         ("object array", lambda device: np.empty(shape, dtype=object), RAISE,
          ["object", "ndarray"]),
         ("None", lambda device: None, RAISE, "None"),
-        ("other device", "other-device", RAISE, "device"),
+        ("other device", "other-device", ELSEWHERE, "device"),
     ]
     return Arg(name, build(), muts, aliases)
 
@@ -1073,9 +1077,28 @@ def _given_words(given):
     return (str(given),)
 
 
+def _devices(result) -> set:
+    """The devices of the Tensors in a result (inside tuples, lists and dicts)."""
+    if isinstance(result, dict):
+        result = list(result.values())
+    if isinstance(result, (tuple, list)):
+        return set().union(*[_devices(r) for r in result]) if result else set()
+    return {result.device} if isinstance(result, Tensor) else set()
+
+
+def _expectation(m, name, kw, device) -> str:
+    """RAISE, EITHER or RAISE_INDEX for mutation ``m`` of argument ``name``."""
+    if m[2] != ELSEWHERE:
+        return m[2]
+    beside = any(isinstance(v, Tensor) and v.device == md.Device(device)
+                 for k, v in kw.items() if k != name)
+    return RAISE if beside else EITHER
+
+
 def run_case(c: Case, device, mutated: dict, record=True):
     """Call case ``c`` with ``mutated`` arguments; return a violation string or None."""
-    expect = RAISE if any(m[2] != EITHER for m in mutated.values()) else EITHER
+    expect = RAISE if any(m[2] not in (EITHER, ELSEWHERE) for m in mutated.values()) \
+        else EITHER
     accepted = ACCEPTED + ((IndexError,) if any(m[2] == RAISE_INDEX for m in mutated.values())
                            else ())
     label = ", ".join(f"{k}: {m[0]}" for k, m in mutated.items()) or "valid arguments"
@@ -1083,6 +1106,8 @@ def run_case(c: Case, device, mutated: dict, record=True):
     violation = None
     try:
         kw = _values(c, device, mutated)
+        if any(_expectation(m, name, kw, device) == RAISE for name, m in mutated.items()):
+            expect = RAISE
         result = c.call(**kw)
         try:
             _backward(result)
@@ -1096,6 +1121,10 @@ def run_case(c: Case, device, mutated: dict, record=True):
                             f"{_describe(result)})"
             elif _nan_in(result) and not c.nan_ok:
                 violation = f"{c.key} [{label}]: returned a silent NaN"
+            elif any(m[2] == ELSEWHERE for m in mutated.values()) and \
+                    _devices(result) - {md.Device(_other_device(device))}:
+                violation = f"{c.key} [{label}]: returned a tensor on " \
+                            f"{_devices(result)}, not on its input's device"
     except accepted as exc:
         outcome = type(exc).__name__
         msg = str(exc)
@@ -1167,7 +1196,11 @@ def test_two_mutations_at_once(data, device, on_device):
         mutated.setdefault(name, m)
     violation = run_case(c, device, mutated)
     # With two bad arguments the message may name either one, not necessarily both.
-    assert violation is None or "does not say what was given" in violation, violation
+    # A shape mutation can make the other one valid (ndim + 1 makes dim=2 a valid dim).
+    fine = ("does not say what was given",) + (
+        ("accepted silently",) if any(_is_shape_mutation(m) for m in mutated.values())
+        else ())
+    assert violation is None or any(f in violation for f in fine), violation
 
 
 def test_empty_batches_sum_to_zero_and_mean_is_an_error(device):

@@ -40,6 +40,7 @@ import threading
 
 import numpy as np
 
+from .._checks import same_device
 from ..backend import get_array_module
 from ..function import Function
 from ..grad_mode import is_grad_enabled
@@ -705,6 +706,7 @@ class ConvTranspose2d(Function):
 def _check_conv_args(op, input, weight, bias, groups, w_layout):
     _check_tensor(input, "input", op)
     _check_tensor(weight, "weight", op, w_layout)
+    same_device(op, input, weight=weight, bias=bias)
     if weight.dtype != input.dtype:
         raise TypeError(f"{op}: input dtype {input.dtype} and weight dtype {weight.dtype} "
                         f"differ")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import real_arg, tensor_arg
+from .._checks import real_arg, same_device, tensor_arg
 from ..backend import get_array_module
 from ..function import Function
 from ..kernels import activation as act_kernels
@@ -419,6 +419,8 @@ def where(condition, a, b) -> Tensor:
     ref = a if isinstance(a, Tensor) else b
     if not isinstance(ref, Tensor):
         raise TypeError("where: a or b must be a Tensor")
+    same_device("where", ref, "a" if ref is a else "b", condition=condition,
+                **({"b": b} if ref is a else {}))
     xp = get_array_module(ref.data)
     cond = xp.asarray(cond)
     if cond.dtype != bool:

@@ -21,6 +21,7 @@ import numbers
 
 import numpy as np
 
+from .._checks import same_device
 from ..backend import get_array_module
 from ..function import Function
 from ..kernels import softmax_xent as xent_kernels
@@ -222,8 +223,7 @@ def _class_weight(op, weight, x):
     if weight.shape != (C,):
         raise ValueError(f"{op}: weight must have shape ({C},), one value per class, got "
                          f"{weight.shape}")
-    if weight.device != x.device:
-        raise ValueError(f"{op}: weight is on {weight.device} but input is on {x.device}")
+    same_device(op, x, weight=weight)
     if weight.dtype.kind != "f":
         raise TypeError(f"{op}: weight must be a float tensor, got dtype {weight.dtype}")
     return weight.data.astype(x.dtype, copy=False)
@@ -240,8 +240,7 @@ def _check_class_target(op, x, target, ignore_index, soft_ok=False):
     if target.shape != expected:
         raise ValueError(f"{op}: target must have shape {expected} for input of shape "
                          f"{x.shape}, got {target.shape}")
-    if target.device != x.device:
-        raise ValueError(f"{op}: target is on {target.device} but input is on {x.device}")
+    same_device(op, x, target=target)
     C = x.shape[1]
     t = target.data
     bad = ((t < 0) | (t >= C)) & (t != ignore_index)
@@ -314,9 +313,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: "Tensor | None" = None,
     _check_nonempty(op, input, reduction)
     weight_array = _class_weight(op, weight, input)
     if soft:
-        if target.device != input.device:
-            raise ValueError(f"{op}: target is on {target.device} but input is on "
-                             f"{input.device}")
+        same_device(op, input, target=target)
         if target.dtype != input.dtype:
             raise TypeError(f"{op}: probability target has dtype {target.dtype} but input "
                             f"has dtype {input.dtype}")
@@ -412,6 +409,7 @@ def _check_pair(op, input, target):
     _check_float_input(op, input)
     if not isinstance(target, Tensor):
         raise TypeError(f"{op}: target must be a Tensor, got {type(target).__name__}")
+    same_device(op, input, target=target)
     if target.dtype.kind != "f":
         raise TypeError(f"{op}: target must be a float tensor, got dtype {target.dtype}")
     if target.dtype != input.dtype:
@@ -512,8 +510,7 @@ def _broadcast_constant(op, name, value, x):
         return None
     if not isinstance(value, Tensor):
         raise TypeError(f"{op}: {name} must be a Tensor or None, got {type(value).__name__}")
-    if value.device != x.device:
-        raise ValueError(f"{op}: {name} is on {value.device} but input is on {x.device}")
+    same_device(op, x, **{name: value})
     try:
         ok = np.broadcast_shapes(value.shape, x.shape) == x.shape
     except ValueError:

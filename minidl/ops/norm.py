@@ -22,6 +22,7 @@ import numbers
 
 import numpy as np
 
+from .._checks import same_device
 from ..backend import get_array_module
 from ..function import Function
 from ..kernels import batchnorm as bn_kernels
@@ -113,8 +114,7 @@ def _check_param(op, name, p, shape, x):
         raise TypeError(f"{op}: {name} must be a Tensor or None, got {type(p).__name__}")
     if p.shape != tuple(shape):
         raise ValueError(f"{op}: {name} must have shape {tuple(shape)}, got {p.shape}")
-    if p.device != x.device:
-        raise ValueError(f"{op}: {name} is on {p.device} but input is on {x.device}")
+    same_device(op, x, **{name: p})
     if p.dtype.kind != "f":
         raise TypeError(f"{op}: {name} must be a float tensor, got dtype {p.dtype}")
 

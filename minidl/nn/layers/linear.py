@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+from ..._checks import same_device
 from ...backend import get_default_device
 from ...function import Function
 from ...tensor import Tensor, empty, get_default_dtype
@@ -62,6 +63,7 @@ def linear(input: Tensor, weight: Tensor, bias: "Tensor | None" = None) -> Tenso
     if not isinstance(input, Tensor) or not isinstance(weight, Tensor):
         raise TypeError(f"linear: expected Tensors for input and weight, got "
                         f"{type(input).__name__} and {type(weight).__name__}")
+    same_device("linear", input, weight=weight, bias=bias)
     for name, t in (("input", input), ("weight", weight)):
         if t.dtype.kind != "f":
             raise TypeError(f"linear: {name} must be a float tensor, got dtype {t.dtype}")
