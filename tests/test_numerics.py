@@ -156,8 +156,8 @@ def test_batch_norm_of_a_constant_channel(device, dtype):
     if dtype == "float64":
         bn = bn.to(md.float64) if hasattr(bn, "to") else bn
     with md.no_grad():
-        bn.weight.data[...] = np.asarray([1.5, 2.0, 0.5], dtype=bn.weight.dtype)
-        bn.bias.data[...] = np.asarray([0.1, -0.3, 0.2], dtype=bn.bias.dtype)
+        bn.weight.copy_(md.tensor([1.5, 2.0, 0.5], dtype=bn.weight.dtype, device=device))
+        bn.bias.copy_(md.tensor([0.1, -0.3, 0.2], dtype=bn.bias.dtype, device=device))
     x = md.tensor(a, device=device, requires_grad=True)
     y = bn(x)
     assert finite(y)

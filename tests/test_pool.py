@@ -166,6 +166,22 @@ def test_max_pool2d_matches_reference(device, p, data):
     assert_close(X.grad, gx_ref, rtol=0, atol=1e-10)
 
 
+def test_max_pool2d_window_of_padding_alone(device):
+    # kernel 2 with dilation 2 and padding 1 over one row: the window reads rows -1 and 1,
+    # both padding. PyTorch gives -inf; no input gets the window's gradient.
+    kwargs = dict(kernel_size=(2, 1), stride=(1, 1), padding=(1, 0), dilation=(2, 1))
+    x = np.full((1, 1, 1, 1), 0.5)
+    y_ref, idx_ref = ref.max_pool2d_forward(x, **max_kwargs(dict(kwargs, ceil_mode=False)))
+    X = leaf(x, device)
+    y, idx = max_pool2d(X, return_indices=True, **kwargs)
+    y.backward(md.ones_like(y))
+    assert y.numpy()[0, 0, 0, 0] == -np.inf and y_ref[0, 0, 0, 0] == -np.inf
+    assert idx.numpy()[0, 0, 0, 0] == idx_ref[0, 0, 0, 0] == -1
+    assert not X.grad.numpy().any()
+    assert not ref.max_pool2d_backward(x, np.ones((1, 1, 1, 1)),
+                                       **max_kwargs(dict(kwargs, ceil_mode=False))).any()
+
+
 @settings(max_examples=25)
 @given(p=avg_case())
 def test_avg_pool2d_matches_reference(device, p):

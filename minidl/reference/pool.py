@@ -49,6 +49,8 @@ def max_pool2d_backward(x, gy, kernel_size, stride, padding=(0, 0), dilation=(1,
         for c in range(C):
             for i in range(gy.shape[2]):
                 for j in range(gy.shape[3]):
+                    if indices[n, c, i, j] < 0:
+                        continue        # a window of padding alone: no input to credit
                     h, w = divmod(indices[n, c, i, j], W)
                     gx[n, c, h, w] += gy[n, c, i, j]
     return gx
