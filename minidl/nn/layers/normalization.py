@@ -123,19 +123,19 @@ class _BatchNorm(_NormBase):
     def forward(self, input: Tensor) -> Tensor:
         self._check_input_dim(input)
         momentum = 0.0 if self.momentum is None else self.momentum
-        count = None
-        if self.training and self.track_running_stats:
-            count = int(self.num_batches_tracked.item()) + 1
-            if self.momentum is None:
-                momentum = 1.0 / count    # cumulative (equal-weight) average of batches
+        counting = self.training and self.track_running_stats
+        if counting and self.momentum is None:
+            # Cumulative (equal-weight) average of batches. Only this case reads the count:
+            # on a GPU, .item() waits for every kernel queued so far.
+            momentum = 1.0 / (int(self.num_batches_tracked.item()) + 1)
         # Batch statistics in training, and in eval too when nothing was tracked.
         use_batch_stats = self.training or self.running_mean is None
         track = not self.training or self.track_running_stats
         out = _norm.batch_norm(input, self.running_mean if track else None,
                                self.running_var if track else None, self.weight, self.bias,
                                training=use_batch_stats, momentum=momentum, eps=self.eps)
-        if count is not None:   # counted only once the batch was accepted
-            self.num_batches_tracked.data[...] = count
+        if counting:            # counted only once the batch was accepted, on its device
+            self.num_batches_tracked.data += 1
         return out
 
 
