@@ -332,10 +332,14 @@ class _ChunkColumns:
         # A negative bottom/right padding (conv_transpose2d's output_padding) crops x.
         H, W = H + min(pb, 0), W + min(pr, 0)
         self.crop = (slice(0, H), slice(0, W))
+        self.cols_buf = None
+        self.zeroed_for = None      # the chunk size whose padding entries are zero
+        self.windows, self.padded = [], False
+        if xp is not np:            # a GPU: im2col.cu does each chunk, nothing to plan
+            return
         # Per kernel offset: the outputs [i0, i1) x [j0, j1) that read real pixels, and
         # the strided rows and columns of x they read. An offset whose window is empty
         # reads nothing but padding.
-        self.windows = []
         for p in range(kh):
             i0, i1, h0 = _window_range(p * dh - pt, sh, OH, H)
             for q in range(kw):
@@ -346,10 +350,7 @@ class _ChunkColumns:
         # Does any entry read padding?
         area = sum((w[2].stop - w[2].start) * (w[3].stop - w[3].start) for w in self.windows)
         self.padded = area < kh * kw * OH * OW
-        self.cols_buf = None
-        self.zeroed_for = None      # the chunk size whose padding entries are zero
-        if xp is np:
-            self.cols_buf = _WORKSPACE.empty((C * kh * kw * chunk_n * OH * OW,), dtype, xp)
+        self.cols_buf = _WORKSPACE.empty((C * kh * kw * chunk_n * OH * OW,), dtype, xp)
 
     def __call__(self, x_chunk):
         xp, G, C, (kh, kw) = self.xp, self.groups, self.C, self.kernel

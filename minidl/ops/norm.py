@@ -238,8 +238,13 @@ class BatchNorm(Function):
         m = self.momentum
         unbiased = var * (self.n / (self.n - 1))
         rm, rv = self.running_mean.data, self.running_var.data
-        rm[...] = (1 - m) * rm + m * mean.astype(rm.dtype, copy=False)
-        rv[...] = (1 - m) * rv + m * unbiased.astype(rv.dtype, copy=False)
+        # (1 - m) * running + m * batch, in PyTorch's order, in place: three array
+        # operations per statistic instead of four (on a GPU each costs ~10 us of host
+        # time, and a small model's step is bound by that host time).
+        rm *= 1 - m
+        rm += m * mean.astype(rm.dtype, copy=False)
+        rv *= 1 - m
+        rv += m * unbiased.astype(rv.dtype, copy=False)
 
     def backward(self, gy):
         xp = get_array_module(gy)
