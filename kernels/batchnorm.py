@@ -8,8 +8,10 @@ batch_norm_backward  with xhat = (x - mean) / sqrt(var + eps), for batch statist
                      gb = sum(gy),  gw = sum(gy * xhat)       per channel
                      gx = weight / sqrt(var + eps) * (gy - gb/M - xhat * gw/M)
 
-The statistics and the backward run one block per channel (a reduction in shared
-memory); weight and bias may be None (affine=False): ones and zeros are used.
+The statistics and the backward's two channel sums split each channel over several
+blocks (``_splits``): one launch writes per-block partial sums, a second adds each
+channel's partials in a fixed order; the backward's gx is then a third, elementwise
+launch. weight and bias may be None (affine=False): ones and zeros are used.
 In eval mode (running statistics) the gradient is gy * weight / sqrt(var + eps), plain
 array math that needs no kernel.
 """
@@ -23,6 +25,12 @@ from . import loader
 __all__ = ["batch_norm_stats", "batch_norm_forward", "batch_norm_backward", "BN_THREADS"]
 
 BN_THREADS = 512  # must equal BN_THREADS in batchnorm.cu (the shared-memory size)
+# Blocks to aim for in the channel sums: a few per multiprocessor of a large GPU (132 on
+# an H100), so that every one is busy however few the channels are.
+TARGET_BLOCKS = 1024
+# ... but at least this many values per thread, or the partial sums cost more than the
+# parallelism saves.
+MIN_VALUES_PER_THREAD = 8
 
 
 def _layout(op, x):
@@ -45,6 +53,24 @@ def _per_channel(op, name, a, C, x):
     return xp.ascontiguousarray(a, dtype=x.dtype)
 
 
+def _splits(C: int, M: int) -> int:
+    """How many blocks share each channel's M values in the channel sums."""
+    per_block = BN_THREADS * MIN_VALUES_PER_THREAD
+    return max(1, min(-(-M // per_block), -(-TARGET_BLOCKS // C)))
+
+
+def _channel_sums(kernel, C, M, arrays, N, S):
+    """Launch a partial-sum kernel on a (splits, C) grid of blocks:
+    kernel(*arrays, partial, N, C, S, splits). Returns the (C, splits, 2) float64
+    partial sums, and splits."""
+    xp = get_array_module(arrays[0])
+    splits = _splits(C, M)
+    partial = xp.empty((C, splits, 2), dtype=np.float64)
+    kernel((splits, min(C, 65535)), (BN_THREADS,),
+           (*arrays, partial, np.int32(N), np.int32(C), np.int64(S), np.int32(splits)))
+    return partial, splits
+
+
 def batch_norm_stats(x):
     """Per-channel mean and biased variance of x: two (C,) arrays of x's dtype."""
     x, N, C, S = _layout("batch_norm_stats", x)
@@ -53,8 +79,12 @@ def batch_norm_stats(x):
     var = xp.empty(C, dtype=x.dtype)
     if N * S == 0:
         raise ValueError(f"batch_norm_stats: no values per channel in shape {tuple(x.shape)}")
-    k = loader.kernel("batchnorm.cu", "batch_norm_stats", x.dtype)
-    k((min(C, 65535),), (BN_THREADS,), (x, mean, var, np.int32(N), np.int32(C), np.int64(S)))
+    partial, splits = _channel_sums(
+        loader.kernel("batchnorm.cu", "batch_norm_partial_stats", x.dtype), C, N * S, (x,),
+        N, S)
+    k = loader.kernel("batchnorm.cu", "batch_norm_finish_stats", x.dtype)
+    k((loader.grid_size(C),), (loader.THREADS,),
+      (x, partial, mean, var, np.int32(N), np.int32(C), np.int64(S), np.int32(splits)))
     return mean, var
 
 
@@ -104,8 +134,15 @@ def batch_norm_backward(gy, x, mean, var, weight, eps: float):
     if N * S == 0:
         raise ValueError(f"batch_norm_backward: no values per channel in shape "
                          f"{tuple(x.shape)}")
-    k = loader.kernel("batchnorm.cu", "batch_norm_backward", x.dtype)
-    k((min(C, 65535),), (BN_THREADS,),
-      (gy, x, mean, var, weight, x.dtype.type(eps), gx, gw, gb, np.int32(N), np.int32(C),
+    eps = x.dtype.type(eps)
+    partial, splits = _channel_sums(
+        loader.kernel("batchnorm.cu", "batch_norm_partial_grads", x.dtype), C, N * S,
+        (gy, x, mean, var, eps), N, S)
+    k = loader.kernel("batchnorm.cu", "batch_norm_finish_grads", x.dtype)
+    k((loader.grid_size(C),), (loader.THREADS,), (partial, gw, gb, np.int32(C),
+                                                  np.int32(splits)))
+    k = loader.kernel("batchnorm.cu", "batch_norm_input_grad", x.dtype)
+    k((loader.grid_size(gx.size),), (loader.THREADS,),
+      (gy, x, mean, var, weight, eps, gw, gb, gx, np.int64(gx.size), np.int32(C),
        np.int64(S)))
     return gx, gw, gb

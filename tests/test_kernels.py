@@ -431,6 +431,40 @@ def test_batch_norm_without_affine_and_many_channels(emulator):
         mp.undo()
 
 
+@pytest.mark.parametrize("max_blocks", [None, 2])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_norm_channel_sums_split_over_blocks(emulator, dtype, max_blocks, monkeypatch):
+    # Few values per block, so each channel is split over several blocks with runs of
+    # unequal length that cross sample boundaries; with max_blocks=2 the grid holds fewer
+    # blocks than splits. A mean of 1e4 and std 1 tests the shifted sums' precision; a
+    # constant channel must have a variance of exactly 0.
+    emu = emulate.Emulator(max_blocks=max_blocks, max_threads=16)
+    monkeypatch.setattr(loader, "kernel", emu.kernel)
+    monkeypatch.setattr(batchnorm, "MIN_VALUES_PER_THREAD", 1)
+    monkeypatch.setattr(batchnorm, "BN_THREADS", 16)
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((5, 3, 4, 5)) + 1e4).astype(dtype)
+    x[:, 2] = 7.25
+    M = 5 * 4 * 5
+    assert batchnorm._splits(3, M) == 7 and M % 7     # 15 values per run, the last 10
+    mean, var = batchnorm.batch_norm_stats(x)
+    x64 = x.astype(np.float64)
+    close(mean, x64.mean(axis=(0, 2, 3)), dtype)
+    assert_close(var, x64.var(axis=(0, 2, 3)), rtol=1e-5 if dtype == np.float32 else 1e-10)
+    assert var[2] == 0 and mean[2] == 7.25
+    w = rng.standard_normal(3).astype(dtype)
+    gy = rng.standard_normal(x.shape).astype(dtype)
+    gx, gw, gb = batchnorm.batch_norm_backward(gy, x, mean, var, w, 1e-5)
+    invstd = 1 / np.sqrt(var.astype(np.float64) + 1e-5)[:, None, None]
+    xhat = (x64 - mean.astype(np.float64)[:, None, None]) * invstd
+    axes = (0, 2, 3)
+    close(gb, gy.sum(axes), dtype, 10)
+    close(gw, (gy * xhat).sum(axes), dtype, 10)
+    expected = w[:, None, None] * invstd * (gy - gy.mean(axes, keepdims=True)
+                                            - xhat * (gy * xhat).mean(axes, keepdims=True))
+    close(gx, expected, dtype, 10)
+
+
 def test_batch_norm_bad_input(emulated):
     with pytest.raises(ValueError, match="weight must have shape"):
         batchnorm.batch_norm_forward(np.zeros((2, 3)), np.zeros(3), np.ones(3), np.ones(4),

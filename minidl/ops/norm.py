@@ -156,8 +156,8 @@ class BatchNorm(Function):
               (minidl.parallel.map_blocks); the sums are per channel, so the result does
               not depend on the split.
     kernels   on a GPU the batch statistics, y and the training backward are kernels of
-              batchnorm.cu (statistics in one launch, backward in two passes over the
-              data); the saved attributes are the same on both paths.
+              batchnorm.cu (statistics in one pass over the data, backward in two). There
+              xc is not stored: the kernels take x and the mean, and save a pass each.
     """
 
     def __init__(self, training, momentum, eps, running_mean, running_var, has_weight,
@@ -218,21 +218,20 @@ class BatchNorm(Function):
         return max(1, (1 << 16) // max(self.n, 1))
 
     def _forward_kernels(self, x, weight, bias):
-        """The GPU path: batch statistics and y = xc * scale + bias as batchnorm.cu kernels."""
+        """The GPU path: batch statistics and y = (x - mean) * scale + bias as batchnorm.cu
+        kernels. Saves x and the mean (backward's kernel takes them) instead of xc."""
         xp = get_array_module(x)
-        if self.training:           # mean and biased variance in one launch
+        if self.training:           # mean and biased variance in one pass
             mean, var = bn_kernels.batch_norm_stats(x)
-            xc = x - _channel_view(mean, x.ndim)
             if self.running_mean is not None:
-                self._update_running_stats(mean.reshape(-1), var)
+                self._update_running_stats(mean, var)
         else:
-            xc = x - _channel_view(self.running_mean.data.astype(x.dtype, copy=False), x.ndim)
+            mean = self.running_mean.data.astype(x.dtype, copy=False)
             var = self.running_var.data.astype(x.dtype, copy=False)
         self.invstd = 1 / xp.sqrt(var + self.eps)
-        self.xc, self.var = xc, var
+        self.x, self.mean, self.xc, self.var = x, mean, None, var
         self.scale = self.invstd if weight is None else weight * self.invstd
-        # y = xc * scale + bias in one pass (mean 0: x is xc)
-        return bn_kernels.batch_norm_forward(xc, None, var, weight, bias, self.eps)
+        return bn_kernels.batch_norm_forward(x, mean, var, weight, bias, self.eps)
 
     def _update_running_stats(self, mean, var):
         m = self.momentum
@@ -249,9 +248,11 @@ class BatchNorm(Function):
     def backward(self, gy):
         xp = get_array_module(gy)
         xc, invstd, n = self.xc, self.invstd, self.n
-        if self.training and use_kernels(gy):   # all three gradients in two passes
-            return self._grads(*bn_kernels.batch_norm_backward(gy, xc, None, self.var,
-                                                               self.weight, self.eps))
+        if xc is None:                          # the GPU path kept x and the mean
+            if self.training and use_kernels(gy):   # all three gradients in two passes
+                return self._grads(*bn_kernels.batch_norm_backward(
+                    gy, self.x, self.mean, self.var, self.weight, self.eps))
+            xc = self.x - _channel_view(self.mean, self.x.ndim)
         wants_x = self.needs_input_grad[0]
         gx = xp.empty_like(gy) if wants_x else None
 
