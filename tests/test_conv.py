@@ -256,13 +256,16 @@ def test_conv2d_saves_its_input_not_its_columns(device):
     assert not hasattr(conv2d(x, frozen, padding=1).grad_fn, "x")
 
 
+@pytest.mark.parametrize("gw_direct_columns", [0, 10**6])
 @pytest.mark.parametrize("chunk_columns", [1, 7, 36, 10**6])
 def test_conv2d_chunks_of_the_batch_give_the_same_numbers(device, monkeypatch,
-                                                          chunk_columns):
+                                                          chunk_columns, gw_direct_columns):
     """One sample per chunk, a chunk boundary inside the batch, and the whole batch at
-    once all agree with the loop reference (forward and backward, stride 1 and 2)."""
+    once all agree with the loop reference (forward and backward, stride 1 and 2), with
+    the weight gradient accumulated in either orientation."""
     from minidl.ops import conv as conv_ops
     monkeypatch.setattr(conv_ops, "CHUNK_COLUMNS", chunk_columns)
+    monkeypatch.setattr(conv_ops, "GW_DIRECT_COLUMNS", gw_direct_columns)
     monkeypatch.setattr(conv_ops, "CHUNK_COPY_VALUES", 1)   # the column count decides
     x, w, b = rand((5, 4, 6, 6), 0), rand((6, 2, 3, 3), 1), rand((6,), 2)
     for stride in (1, 2):
