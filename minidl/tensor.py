@@ -253,10 +253,9 @@ class Tensor:
         self._check_inplace("__setitem__")
         index = _shape._raw_index(index)
         value = value.data if isinstance(value, Tensor) else value
-        if not isinstance(value, (numbers.Number, np.ndarray)) or \
-                type(self.data) is not np.ndarray:
+        if not isinstance(value, numbers.Number):
             # An array from the other device (a NumPy array into a GPU tensor, a CuPy one
-            # into a CPU tensor): copied over first, as PyTorch does; CuPy refuses both.
+            # into a CPU tensor) is copied over first, as PyTorch does; CuPy refuses both.
             value = backend.to_device(value, self.device)
         self.data[index] = value
 

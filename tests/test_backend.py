@@ -88,6 +88,19 @@ def test_tensor_copy_is_independent(device):
     assert x.numpy()[0] == 1
 
 
+def test_setitem_takes_numbers_lists_arrays_and_tensors_from_any_device(device):
+    # As in PyTorch, a NumPy array or a tensor on the other device is copied over (CuPy
+    # alone refuses a host array in an assignment to a GPU array, and the reverse).
+    x = md.zeros(5, device=device)
+    x[0] = 1.5
+    x[1:3] = [2.0, 3.0]
+    x[3:] = np.array([4.0, 5.0], dtype=np.float32)
+    assert x.numpy().tolist() == [1.5, 2.0, 3.0, 4.0, 5.0]
+    for other in ["cpu"] + (["cuda"] if md.backend.cuda_available() else []):
+        x[:2] = md.tensor([7.0, 8.0], device=other)
+        assert x.numpy()[:2].tolist() == [7.0, 8.0] and x.device == md.Device(device)
+
+
 def test_inplace_update_of_leaf_requires_no_grad(device):
     x = md.ones(3, device=device, requires_grad=True)
     with pytest.raises(RuntimeError, match="no_grad"):
