@@ -16,6 +16,7 @@ import argparse
 import cProfile
 import io
 import pstats
+import sys
 import time
 
 import numpy as np
@@ -27,6 +28,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
 
+    from minidl.backend import cuda_unavailable_reason
+    reason = cuda_unavailable_reason()
+    if reason is not None:
+        print(f"profile_gpu_step: no GPU: {reason}", file=sys.stderr)
+        return 2
     import cupy
 
     import minidl as md
@@ -77,7 +83,8 @@ def main() -> None:
         out = io.StringIO()
         pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(args.top)
         print(out.getvalue(), flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
