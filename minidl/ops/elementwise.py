@@ -419,8 +419,7 @@ def where(condition, a, b) -> Tensor:
     ref = a if isinstance(a, Tensor) else b
     if not isinstance(ref, Tensor):
         raise TypeError("where: a or b must be a Tensor")
-    same_device("where", ref, "a" if ref is a else "b", condition=condition,
-                **({"b": b} if ref is a else {}))
+    same_device("where", ref, "a" if ref is a else "b", condition=condition, a=a, b=b)
     xp = get_array_module(ref.data)
     cond = xp.asarray(cond)
     if cond.dtype != bool:
