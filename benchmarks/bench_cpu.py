@@ -139,6 +139,63 @@ def train_flops(model, x) -> int:
     return 2 * (3 * sum(macs) - macs[0])
 
 
+# ---- the GEMM floor -----------------------------------------------------------------------
+def _layout(a) -> tuple:
+    """(shape, dtype, transposed): what BLAS is told about an operand. transposed: the
+    last two axes are a transposed view of a row-major buffer."""
+    transposed = a.ndim >= 2 and a.strides[-1] != a.itemsize and a.strides[-2] == a.itemsize
+    return a.shape, a.dtype.str, transposed
+
+
+def _operand(shape, dtype, transposed):
+    if transposed:
+        return np.ones(shape[:-2] + (shape[-1], shape[-2]), dtype=dtype).swapaxes(-1, -2)
+    return np.ones(shape, dtype=dtype)
+
+
+def gemm_floor(fn):
+    """The matrix products that one call of ``fn`` makes, as one callable that makes
+    them alone, and their FLOP count.
+
+    While ``fn`` runs once, ``numpy.matmul`` (which minidl's ops call as ``xp.matmul``)
+    records the shape and memory order of each operand. The replay calls matmul with
+    operands of the same shapes and orders into preallocated outputs, and does nothing
+    else: no im2col, no layout copies, no elementwise work. Its time is what the same
+    products cost with everything else free, so floor / PyTorch is the best ratio that
+    any design built on these NumPy GEMMs can reach on that workload, measured in the
+    same run. (Operands of equal layout share one array and stay warm in the cache: if
+    anything, the floor is low.)
+    """
+    real, calls = np.matmul, []
+
+    def recording(a, b, *args, **kwargs):
+        out = real(a, b, *args, **kwargs)
+        if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.ndim >= 2 \
+                and b.ndim >= 2:
+            calls.append((_layout(a), _layout(b), out.shape, out.dtype.str, a.shape[-1]))
+        return out
+
+    np.matmul = recording
+    try:
+        fn()
+    finally:
+        np.matmul = real
+    operands, replay, flops = {}, [], 0
+    for a_layout, b_layout, out_shape, out_dtype, inner in calls:
+        out_key = ("out", out_shape, out_dtype)     # never an input's array
+        for key, layout in ((a_layout, a_layout), (b_layout, b_layout),
+                            (out_key, (out_shape, out_dtype, False))):
+            if key not in operands:
+                operands[key] = _operand(*layout)
+        replay.append((operands[a_layout], operands[b_layout], operands[out_key]))
+        flops += 2 * int(np.prod(out_shape)) * inner
+
+    def run():
+        for a, b, out in replay:
+            real(a, b, out=out)
+    return run, flops
+
+
 # ---- workloads: each returns (minidl callable, torch callable or None, extra fields) -----
 def _randn(shape, seed, scale=1.0):
     return (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
@@ -329,6 +386,15 @@ def print_table(setup, gemm, rows):
           "GFLOP/s / the 2048^3 sgemm rate")
     if any("gemm_fraction" in r for r in rows if r["workload"] == "conv2d fwd+bwd"):
         print(f"conv2d fwd+bwd also needs >= {GEMM_FRACTION_TARGET:.0%} of the GEMM rate")
+    floors = [r for r in rows if "gemm_floor" in r]
+    if floors:
+        print("\nGEMM floor: the matmuls of minidl's run, replayed alone (bench_cpu.gemm_floor)")
+        for r in floors:
+            vs_torch = (f" = {r['gemm_floor_ratio']:.2f}x PyTorch's whole run"
+                        if "gemm_floor_ratio" in r else "")
+            print(f"  {r['workload']:<22}{r['gemm_floor']:>8.1f} ms at "
+                  f"{r['gemm_floor_gflops']:.0f} GFLOP/s{vs_torch}, "
+                  f"{r['gemm_floor_share']:.0%} of minidl's")
 
 
 def profile(fn, label: str, calls: int = 5, top: int = 25) -> None:
@@ -409,6 +475,8 @@ def main(argv=None):
         for name, (mine, theirs, extra) in WORKLOADS[key](torch).items():
             repeats = args.step_repeats if key == "resnet" else args.repeats
             fns = {"minidl": mine} if theirs is None else {"minidl": mine, "torch": theirs}
+            if "flops" in extra:        # what minidl's GEMMs alone cost, in the same turns
+                fns["gemm floor"], floor_flops = gemm_floor(mine)
             t = interleaved(fns, repeats)
             row = {"record": "result", "workload": name, "unit": "ms",
                    "minidl": round(t["minidl"]["median"] * 1e3, 2),
@@ -419,6 +487,13 @@ def main(argv=None):
                            ratio=round(t["minidl"]["median"] / t["torch"]["median"], 2),
                            # the best runs of each: what a quiet machine would show
                            ratio_of_mins=round(t["minidl"]["min"] / t["torch"]["min"], 2))
+            if "gemm floor" in t:
+                floor = t["gemm floor"]["median"]
+                row.update(gemm_floor=round(floor * 1e3, 2),
+                           gemm_floor_gflops=round(floor_flops / floor / 1e9, 1),
+                           gemm_floor_share=round(floor / t["minidl"]["median"], 3))
+                if "torch" in t:
+                    row["gemm_floor_ratio"] = round(floor / t["torch"]["median"], 2)
             if "flops" in extra:
                 gflops = extra["flops"] / t["minidl"]["median"] / 1e9
                 row.update(gflops=round(gflops, 1), gemm_fraction=round(gflops / peak, 3))

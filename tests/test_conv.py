@@ -280,6 +280,54 @@ def test_conv2d_chunks_of_the_batch_give_the_same_numbers(device, monkeypatch,
         assert_close(gb, gb_ref, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("w_shape, kwargs", [
+    ((6, 2, 3, 3), dict(padding=1, groups=2)),            # flipped-kernel input gradient
+    ((6, 2, 3, 3), dict(stride=2, padding=1, groups=2)),  # col2im input gradient
+    ((6, 4, 1, 1), {}),                                   # 1x1: no im2col
+    ((6, 4, 1, 1), dict(stride=2)),
+])
+def test_conv2d_shares_of_the_batch_on_threads_give_the_same_numbers(device, monkeypatch,
+                                                                     n_threads, w_shape,
+                                                                     kwargs):
+    """The batch shared out over minidl's threads (on the CPU; a GPU takes it whole),
+    with one sample per chunk or whole shares, in both weight-gradient orientations:
+    the loop reference's numbers."""
+    from minidl import parallel
+    from minidl.ops import conv as conv_ops
+    before = parallel.get_num_threads()
+    parallel.set_num_threads(n_threads)
+    monkeypatch.setattr(conv_ops, "SHARED_MIN_ROWS", 1)     # these 3 rows too
+    monkeypatch.setattr(conv_ops, "CHUNK_COPY_VALUES", 1)
+    shares, share_out = [], conv_ops.map_gemm_blocks
+
+    def counted(fn, size, min_block=1):
+        results = share_out(fn, size, min_block)
+        shares.append(len(results))
+        return results
+    monkeypatch.setattr(conv_ops, "map_gemm_blocks", counted)
+    x, w, b = rand((5, 4, 6, 6), 0), rand(w_shape, 1), rand((6,), 2)
+    stride = (kwargs.get("stride", 1),) * 2
+    padding = (kwargs.get("padding", 0),) * 2
+    groups = kwargs.get("groups", 1)
+    y_ref = ref.conv2d_forward(x, w, b, stride, padding, groups=groups)
+    gy = rand(y_ref.shape, 3)
+    gx_ref, gw_ref, gb_ref = ref.conv2d_backward(x, w, gy, stride, padding, groups=groups)
+    try:
+        for chunk_columns, gw_direct_columns in ((1, 0), (10**6, 10**6)):
+            monkeypatch.setattr(conv_ops, "CHUNK_COLUMNS", chunk_columns)
+            monkeypatch.setattr(conv_ops, "GW_DIRECT_COLUMNS", gw_direct_columns)
+            y, gx, gw, gb = run_conv(device, x, w, b, gy, **kwargs)
+            assert_close(y, y_ref, rtol=0, atol=1e-10)
+            assert_close(gx, gx_ref, rtol=0, atol=1e-10)
+            assert_close(gw, gw_ref, rtol=0, atol=1e-10)
+            assert_close(gb, gb_ref, rtol=0, atol=1e-10)
+    finally:
+        parallel.set_num_threads(before)
+    if device == "cpu" and parallel._blas_controller() is not None:
+        assert set(shares) == {n_threads}       # forward and backward, both times
+
+
 @pytest.mark.parametrize("x_shape, kwargs", [
     ((3, 2, 1, 1), dict(padding=4, dilation=4)),       # two of three offsets: padding only
     ((3, 2, 2, 3), dict(padding=(3, 1), dilation=(3, 1), stride=(2, 1))),

@@ -89,3 +89,58 @@ def test_batch_norm_threads_do_not_change_float32_results(threads, shape):
         results.append((y.numpy(), X.grad.numpy()))
     for y, g in results[1:]:
         assert np.array_equal(y, results[0][0]) and np.array_equal(g, results[0][1])
+
+
+# ---- map_gemm_blocks: shares in threads, BLAS single-threaded meanwhile ------------------
+def _blas_threads():
+    """NumPy's BLAS thread count as threadpoolctl reads it, or None without it."""
+    blas = parallel._blas_controller()
+    return None if blas is None else blas.info()[0]["num_threads"]
+
+
+@pytest.mark.parametrize("n_threads, size", [(2, 10), (3, 10), (3, 2), (2, 1), (1, 10)])
+def test_map_gemm_blocks_runs_blas_single_threaded_in_its_shares(threads, n_threads, size):
+    pytest.importorskip("threadpoolctl")
+    if parallel._blas_controller() is None:
+        pytest.skip("threadpoolctl finds no BLAS library in this process")
+    threads(n_threads)
+    outside = _blas_threads()
+    blocks = parallel.map_gemm_blocks(
+        lambda s: (s.start, s.stop, threading.get_ident(), _blas_threads()), size)
+    assert [i for start, stop, *_ in blocks for i in range(start, stop)] == list(range(size))
+    shares = min(n_threads, size)
+    assert len(blocks) == max(1, shares)
+    if shares > 1:          # the shares run in threads, each with one BLAS thread
+        assert blocks[0][2] == threading.get_ident()
+        assert all(ident != threading.get_ident() for _, _, ident, _ in blocks[1:])
+        assert all(inside == 1 for *_, inside in blocks)
+    else:                   # one share: the caller's thread and BLAS's own threads
+        assert blocks[0][2] == threading.get_ident() and blocks[0][3] == outside
+    assert _blas_threads() == outside
+
+
+def test_map_gemm_blocks_puts_blas_threads_back_after_an_exception(threads):
+    pytest.importorskip("threadpoolctl")
+    if parallel._blas_controller() is None:
+        pytest.skip("threadpoolctl finds no BLAS library in this process")
+    threads(2)
+    outside = _blas_threads()
+
+    def fails_in_second_share(s):
+        if s.start > 0:
+            raise ArithmeticError("second share")
+        return s
+
+    with pytest.raises(ArithmeticError, match="second share"):
+        parallel.map_gemm_blocks(fails_in_second_share, 8)
+    assert _blas_threads() == outside
+
+
+def test_map_gemm_blocks_without_threadpoolctl_runs_the_whole_range_here(threads,
+                                                                        monkeypatch):
+    """BLAS's threads cannot be set: no shares in threads, which would each run BLAS
+    on every core at once."""
+    monkeypatch.setattr(parallel, "_blas", False)
+    threads(3)
+    blocks = parallel.map_gemm_blocks(lambda s: (s.start, s.stop, threading.get_ident()), 9)
+    assert blocks == [(0, 9, threading.get_ident())]
