@@ -24,6 +24,7 @@ the same purpose; without it, such work runs in the calling thread on BLAS's thr
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -67,13 +68,25 @@ def set_num_threads(n: int) -> None:
             _pool = None
 
 
+class _PoolFlag(threading.local):
+    active = False          # True in the pool's own threads
+
+
+_in_pool = _PoolFlag()
+
+
+def _mark_pool_thread() -> None:
+    _in_pool.active = True
+
+
 def _get_pool(workers: int) -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None or _pool._max_workers != workers:
             if _pool is not None:
                 _pool.shutdown(wait=True)
-            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minidl")
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minidl",
+                                       initializer=_mark_pool_thread)
         return _pool
 
 
@@ -94,7 +107,8 @@ def map_blocks(fn, size: int, min_block: int = 1, max_block: int = None) -> list
     def run(a: int, b: int) -> list:
         return [fn(slice(start, min(start + step, b))) for start in range(a, b, step)] \
             or [fn(slice(a, b))]            # size 0: one empty block, as without max_block
-    if parts == 1:
+    if parts == 1 or _in_pool.active:
+        # In one of the pool's own threads, waiting for the pool could wait forever.
         return run(0, size)
     pool = _get_pool(get_num_threads() - 1)
     futures = [pool.submit(run, a, b) for a, b in zip(bounds[1:-1], bounds[2:])]
@@ -106,6 +120,9 @@ def map_blocks(fn, size: int, min_block: int = 1, max_block: int = None) -> list
 
 # ---- BLAS-heavy work: one single-threaded BLAS per minidl thread -------------------------
 _blas = None            # threadpoolctl's handle on NumPy's BLAS; False: none to be had
+_blas_lock = threading.Lock()
+_blas_users = 0         # map_gemm_blocks calls running now, in any thread
+_blas_limiter = None    # the limit they share: set by the first, undone by the last
 
 
 def _blas_controller():
@@ -130,9 +147,31 @@ def map_gemm_blocks(fn, size: int, min_block: int = 1) -> list:
     in the calling thread, and each BLAS call runs on BLAS's own threads as usual.
     """
     blas = _blas_controller()
-    if blas is None or min(get_num_threads(), size // max(min_block, 1)) < 2:
+    if blas is None or min(get_num_threads(), size // max(min_block, 1)) < 2 or \
+            _in_pool.active:
         return [fn(slice(0, size))]
-    # The limit is process-wide while it holds: a BLAS call that another thread makes
-    # meanwhile is single-threaded too. It is undone on leaving, exception or not.
-    with blas.limit(limits=1):
+    with _single_threaded_blas(blas):
         return map_blocks(fn, size, min_block)
+
+
+@contextlib.contextmanager
+def _single_threaded_blas(blas):
+    """BLAS at one thread while any caller is inside, then as before, exception or not.
+
+    BLAS's thread count is one setting for the whole process, so the callers share one
+    limit: with a limit each, two overlapping calls in two threads would end with the
+    second one putting back the first one's "1" for good.
+    """
+    global _blas_users, _blas_limiter
+    with _blas_lock:
+        if _blas_users == 0:
+            _blas_limiter = blas.limit(limits=1)
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None

@@ -144,3 +144,54 @@ def test_map_gemm_blocks_without_threadpoolctl_runs_the_whole_range_here(threads
     threads(3)
     blocks = parallel.map_gemm_blocks(lambda s: (s.start, s.stop, threading.get_ident()), 9)
     assert blocks == [(0, 9, threading.get_ident())]
+
+
+def test_map_gemm_blocks_calls_in_two_threads_share_one_blas_limit(threads):
+    """Thread B's call starts inside thread A's and ends after it: BLAS stays
+    single-threaded until B is done too, and then has all its threads back (with a
+    limit each, B would put back the "1" it found when it started)."""
+    pytest.importorskip("threadpoolctl")
+    if parallel._blas_controller() is None:
+        pytest.skip("threadpoolctl finds no BLAS library in this process")
+    threads(2)
+    outside = _blas_threads()
+    b_inside, a_done = threading.Event(), threading.Event()
+
+    def b_share(s):
+        if s.start == 0:
+            b_inside.set()
+            assert a_done.wait(timeout=30)
+
+    b = threading.Thread(target=lambda: parallel.map_gemm_blocks(b_share, 4))
+
+    def a_share(s):
+        if s.start == 0:
+            b.start()
+            assert b_inside.wait(timeout=30)
+
+    parallel.map_gemm_blocks(a_share, 4)
+    after_a = _blas_threads()
+    a_done.set()
+    b.join(timeout=30)
+    assert after_a == 1                   # B is still inside
+    assert _blas_threads() == outside
+
+
+def test_map_blocks_inside_a_pool_thread_runs_there(threads):
+    """A share that itself calls map_blocks (say, an op inside an op) must not wait for
+    the pool it is running on."""
+    threads(2)
+
+    def share(s):
+        return parallel.map_blocks(lambda t: (t.start, t.stop, threading.get_ident()), 6)
+
+    result = []
+    caller = threading.Thread(target=lambda: result.append(parallel.map_blocks(share, 4)),
+                              daemon=True)          # if it hangs, the test still ends
+    caller.start()
+    caller.join(timeout=30)
+    assert result, "map_blocks inside a pool thread waited for its own pool"
+    outer = result[0]
+    assert len(outer[0]) == 2                     # the caller's share used the pool
+    inner_in_pool = outer[1]
+    assert [(a, b) for a, b, _ in inner_in_pool] == [(0, 6)]
