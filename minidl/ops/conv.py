@@ -465,13 +465,12 @@ def _sample_chunks(xp, N: int, pixels_per_sample: int, copy_values_per_sample: i
 SHARED_MIN_ROWS = 32
 
 
-def _weight_gradient(gy_rows, cols, direct: bool, out=None):
-    """One chunk's weight-gradient product: gW = gy @ cols^T in W's layout (``direct``),
-    else gW^T = cols @ gy^T (see Conv2d.backward); into ``out`` when given."""
-    xp = get_array_module(cols)
+def _weight_gradient_operands(gy_rows, cols, direct: bool) -> tuple:
+    """(a, b) with a @ b one chunk's weight gradient from x's columns: gW = gy @ cols^T
+    in W's layout (``direct``), else gW^T = cols @ gy^T (see Conv2d.backward)."""
     if direct:
-        return xp.matmul(gy_rows, cols.transpose(0, 2, 1), out=out)
-    return xp.matmul(cols, gy_rows.transpose(0, 2, 1), out=out)
+        return gy_rows, cols.transpose(0, 2, 1)
+    return cols, gy_rows.transpose(0, 2, 1)
 
 
 def _over_samples(xp, fn, N: int, rows: int) -> list:
@@ -606,6 +605,8 @@ class Conv2d(Function):
         # So with few columns gW is written in W's layout: the CIFAR ResNet-18 step at
         # batch 32 went from 1685 to 1404 ms (2 threads; all layers so: 1470 ms).
         gw_direct = N * OH * OW <= GW_DIRECT_COLUMNS
+        # When gy's columns are built for gx, they give gW too (see backward_samples).
+        gw_from_gy_columns = wants_w and wants_x and as_convolution
         if wants_x:
             gx = xp.empty(self.x_shape, dtype=gy.dtype)
         if wants_x and as_convolution:      # once, not per chunk: it is a copy
@@ -628,29 +629,44 @@ class Conv2d(Function):
             # (no zero-filled start, and later products into one reused buffer: on
             # ResNet's 512-channel layers each is 9.4 MB).
             gw_rows = gw_chunk = None
-            if wants_w:
+
+            def add_weight_gradient(a, b):
+                nonlocal gw_rows, gw_chunk
+                if gw_rows is None:
+                    gw_rows = xp.matmul(a, b)
+                else:
+                    if gw_chunk is None:
+                        gw_chunk = xp.empty_like(gw_rows)
+                    gw_rows += xp.matmul(a, b, out=gw_chunk)
+
+            if wants_w and not gw_from_gy_columns:
                 x_columns = self._chunk_columns(self.x_shape, chunks, gy.dtype, xp)
             if wants_x and as_convolution:
                 gy_columns = _ChunkColumns(gy.shape, chunks[0].stop, (kh, kw), (1, 1),
                                            flipped_pads, self.dilation, G, gy.dtype, xp)
             for chunk in chunks:
-                if wants_w or (wants_x and not as_convolution):
-                    gy_rows = _nchw_to_rows(gys[chunk], G)          # (G, O/G, n*OH*OW)
-                if wants_w and gw_rows is None:
-                    gw_rows = _weight_gradient(gy_rows, x_columns(xs[chunk]), gw_direct)
-                elif wants_w:
-                    if gw_chunk is None:
-                        gw_chunk = xp.empty_like(gw_rows)
-                    gw_rows += _weight_gradient(gy_rows, x_columns(xs[chunk]), gw_direct,
-                                                out=gw_chunk)
                 if wants_x and as_convolution:
                     # gx[n, c, h, w] = sum_{o,p,q} gy[n, o, h + pt - p*dh, w + pl - q*dw]
                     # W[o,c,p,q] is a cross-correlation of gy, padded by d*(k-1) - p, with
                     # the kernel flipped in space and transposed in channels: im2col + a
                     # GEMM whose shared dimension is O*kh*kw, instead of a GEMM that writes
                     # gcols (C*kh*kw, n*H*W) and a col2im that adds it back up.
-                    _matmul_to_nchw(w_flip, gy_columns(gys[chunk]), gxs[chunk])
-                elif wants_x:
+                    gy_cols = gy_columns(gys[chunk])            # (G, O/G*kh*kw, n*H*W)
+                    _matmul_to_nchw(w_flip, gy_cols, gxs[chunk])
+                    if gw_from_gy_columns:
+                        # The same columns give the weight gradient, kernel flipped:
+                        # gW[o, c, p, q] = sum_{h,w} x[c, h, w] gy[o, h + pt - p*dh, ...]
+                        #                = (gy_cols @ x_rows^T)[(o, kh-1-p, kw-1-q), c],
+                        # so x needs no columns at all.
+                        add_weight_gradient(gy_cols, _nchw_to_rows(xs[chunk], G)
+                                            .transpose(0, 2, 1))
+                    gy_cols = None      # a view of gy_columns' buffer: see release()
+                if (wants_w and not gw_from_gy_columns) or (wants_x and not as_convolution):
+                    gy_rows = _nchw_to_rows(gys[chunk], G)          # (G, O/G, n*OH*OW)
+                if wants_w and not gw_from_gy_columns:
+                    add_weight_gradient(*_weight_gradient_operands(
+                        gy_rows, x_columns(xs[chunk]), gw_direct))
+                if wants_x and not as_convolution:
                     n = gy_rows.shape[2] // (OH * OW)
                     gcols = _WORKSPACE.empty((G, Cg * kh * kw, n * OH * OW), gy.dtype, xp)
                     xp.matmul(w_rows.transpose(0, 2, 1), gy_rows, out=gcols)
@@ -658,7 +674,7 @@ class Conv2d(Function):
                         3, 0, 1, 2, 4, 5), (n, C, H, W), (kh, kw), self.stride,
                         self.padding, self.dilation)
                     _WORKSPACE.give(gcols)
-            if wants_w:
+            if wants_w and not gw_from_gy_columns:
                 x_columns.release()
             if wants_x and as_convolution:
                 gy_columns.release()
@@ -670,7 +686,12 @@ class Conv2d(Function):
             gw_rows = gw_shares[0]
             for share in gw_shares[1:]:
                 gw_rows += share
-            gw = (gw_rows if gw_direct else gw_rows.transpose(0, 2, 1)).reshape(O, Cg, kh, kw)
+            if gw_from_gy_columns:      # (G, O/G*kh*kw, C/G), kernel flipped: one copy
+                gw = gw_rows.reshape(G, O // G, kh, kw, Cg)[:, :, ::-1, ::-1]
+                gw = xp.ascontiguousarray(gw.transpose(0, 1, 4, 2, 3)).reshape(O, Cg, kh, kw)
+            else:
+                gw = (gw_rows if gw_direct else gw_rows.transpose(0, 2, 1)).reshape(
+                    O, Cg, kh, kw)
         return (gx, gw, gb) if len(self.needs_input_grad) == 3 else (gx, gw)
 
     def _chunk_columns(self, x_shape, chunks, dtype, xp):
