@@ -297,7 +297,7 @@ def test_conv2d_shares_of_the_batch_on_threads_give_the_same_numbers(device, mon
     from minidl.ops import conv as conv_ops
     before = parallel.get_num_threads()
     parallel.set_num_threads(n_threads)
-    monkeypatch.setattr(conv_ops, "SHARED_MIN_ROWS", 1)     # these 3 rows too
+    monkeypatch.setattr(conv_ops, "SHARED_MIN_ROWS", 1)     # these small convs too
     monkeypatch.setattr(conv_ops, "CHUNK_COPY_VALUES", 1)
     shares, share_out = [], conv_ops.map_gemm_blocks
 

@@ -460,9 +460,11 @@ def _sample_chunks(xp, N: int, pixels_per_sample: int, copy_values_per_sample: i
     return [slice(n0, min(N, n0 + step)) for n0 in range(0, N, step)] or [slice(0, 0)]
 
 
-# Products with fewer rows (output channels per group) than this are bound by memory, not
-# arithmetic, and conv2d leaves them to BLAS's own threads; see _over_samples.
+# A conv whose GEMM has fewer rows (output channels per group) than SHARED_MIN_ROWS and a
+# shorter shared dimension (C/groups*kh*kw) than SHARED_MIN_DEPTH is left to BLAS's own
+# threads instead of being shared out over minidl's; see _over_samples.
 SHARED_MIN_ROWS = 32
+SHARED_MIN_DEPTH = 256
 
 
 def _weight_gradient_operands(gy_rows, cols, direct: bool) -> tuple:
@@ -473,20 +475,25 @@ def _weight_gradient_operands(gy_rows, cols, direct: bool) -> tuple:
     return cols, gy_rows.transpose(0, 2, 1)
 
 
-def _over_samples(xp, fn, N: int, rows: int) -> list:
+def _over_samples(xp, fn, N: int, weight_shape) -> list:
     """[fn(samples) for each thread's share of range(N)]: ``fn`` writes only its own
     samples of any result.
 
     On the CPU each minidl thread takes a share of the batch and runs its BLAS calls
-    single-threaded (map_gemm_blocks). Measured on 2 cores, for the CIFAR ResNet-18 step
-    at batch 32: 1447 -> 1300 ms; its 3x3 convolutions' backward 0.86-0.94x the time,
-    and its BatchNorm layers 0.6x, because OpenBLAS's workers no longer spin between
-    calls on the core that BatchNorm's second thread needs. A product with few ``rows``
-    is bound by memory: two single-threaded ones ran slower than one on two BLAS threads
-    (LeNet-5's first conv, 6 channels: forward 5.3 -> 8.0 ms), so such a conv runs as
-    one share. On a GPU the whole batch is one share.
+    single-threaded (map_gemm_blocks). Measured on 2 cores in interleaved A/B runs: the
+    CIFAR ResNet-18 step at batch 32 took 0.81-0.90x the time. Its 3x3 convolutions'
+    backward took 0.86-0.94x, and its BatchNorm layers 0.6x: OpenBLAS's idle workers spin
+    for ~0.1 s after each multi-threaded call, on the core that BatchNorm's second thread
+    (or the other share) then needs. Left to BLAS's threads, the convolutions of a
+    DenseNet-BC-40 (12 output channels) cost its step 1.25-1.4x the time for that reason.
+    The exception is a conv with both few rows and a short shared dimension, such as
+    LeNet-5's (6 x 25 and 16 x 150): it moves more memory than it computes, and its step
+    took 1.18x the time in shares. (``weight_shape``: (O, C/groups, kh, kw), with
+    ``groups`` folded in by the caller as O/groups.) On a GPU the whole batch is one
+    share.
     """
-    if xp is np and rows >= SHARED_MIN_ROWS:
+    rows, depth = weight_shape[0], int(np.prod(weight_shape[1:]))
+    if xp is np and (rows >= SHARED_MIN_ROWS or depth >= SHARED_MIN_DEPTH):
         return map_gemm_blocks(fn, N)
     return [fn(slice(0, N))]
 
@@ -551,7 +558,7 @@ class Conv2d(Function):
                           out=y[samples].reshape(n, G, O // G, OH * OW))
                 if bias is not None:
                     y[samples] += bias.reshape(1, O, 1, 1)
-            _over_samples(xp, pointwise_samples, N, O // G)
+            _over_samples(xp, pointwise_samples, N, (O // G, Cg, 1, 1))
             return y
         N, _, H, W = x.shape
         OH, OW = self._output_hw(H, W)
@@ -566,7 +573,7 @@ class Conv2d(Function):
             for chunk in chunks:
                 _matmul_to_nchw(w_rows, columns(xs[chunk]), ys[chunk], bias)
             columns.release()
-        _over_samples(xp, forward_samples, N, O // G)
+        _over_samples(xp, forward_samples, N, (O // G, Cg, kh, kw))
         if self.save_input:
             self.x = x
         return y
@@ -680,7 +687,7 @@ class Conv2d(Function):
                 gy_columns.release()
             return gw_rows
 
-        gw_shares = _over_samples(xp, backward_samples, N, O // G)
+        gw_shares = _over_samples(xp, backward_samples, N, (O // G, Cg, kh, kw))
         if wants_w:
             # The shares' sums, added in sample order: the same result on every run.
             gw_rows = gw_shares[0]
@@ -720,7 +727,7 @@ class Conv2d(Function):
                           out=gxs[samples].reshape(n, G, Cg, OH * OW))
             return gw_share
 
-        gw_shares = _over_samples(xp, pointwise_samples, N, O // G)
+        gw_shares = _over_samples(xp, pointwise_samples, N, (O // G, Cg, 1, 1))
         gx = gw = None
         if wants_w:
             gw = gw_shares[0]
