@@ -157,8 +157,10 @@ def gemm_floor(fn):
     """The matrix products that one call of ``fn`` makes, as one callable that makes
     them alone, and their FLOP count.
 
-    While ``fn`` runs once, ``numpy.matmul`` (which minidl's ops call as ``xp.matmul``)
-    records the shape and memory order of each operand. The replay calls matmul with
+    While ``fn`` runs once, ``numpy.matmul`` (which conv2d calls as ``xp.matmul``)
+    records the shape and memory order of each operand. The ``a @ b`` of the linear
+    layers does not go through that name and is not seen: LeNet-5's floor leaves out
+    its three linear layers, ResNet-18's its last one (0.01% of its FLOPs). The replay calls matmul with
     operands of the same shapes and orders into preallocated outputs, and does nothing
     else: no im2col, no layout copies, no elementwise work. Its time is what the same
     products cost with everything else free, so floor / PyTorch is the best ratio that
