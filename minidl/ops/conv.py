@@ -26,7 +26,8 @@ Speed, on top of the GEMMs themselves (each trick is explained where it is used)
   and each of the kh*kw copies writes whole rows; the GEMM result (O, n*OH*OW) is
   transposed to NCHW once, with the bias added in the same pass;
 * for stride 1 the input gradient is itself a convolution (of gy with the flipped
-  kernel), so backward needs no col2im;
+  kernel), so backward needs no col2im; and the columns of gy it builds give the weight
+  gradient as well, so backward needs no columns of x either;
 * each chunk's columns are copied straight from x, window by window, into a buffer
   whose padding entries stay zero from chunk to chunk (no padded copy of x);
 * the scratch buffers are recycled through a small workspace, so every chunk writes
@@ -488,7 +489,7 @@ def _over_samples(xp, fn, N: int, weight_shape) -> list:
     DenseNet-BC-40 (12 output channels) cost its step 1.25-1.4x the time for that reason.
     The exception is a conv with both few rows and a short shared dimension, such as
     LeNet-5's (6 x 25 and 16 x 150): it moves more memory than it computes, and its step
-    took 1.18x the time in shares. (``weight_shape``: (O, C/groups, kh, kw), with
+    took 1.18-1.5x the time in shares. (``weight_shape``: (O, C/groups, kh, kw), with
     ``groups`` folded in by the caller as O/groups.) On a GPU the whole batch is one
     share.
     """
@@ -510,12 +511,13 @@ class Conv2d(Function):
               for each chunk of n samples (see _sample_chunks).
     backward  gW_g = sum over chunks of gy_g @ cols_g^T;  gb[o] = sum_{n, i, j} gy[n, o, i, j];
               gx = col2im(gcols), gcols_g = W_g^T @ gy_g; for stride 1 the same gx is
-              computed as a convolution of gy with the flipped kernel, which is faster.
+              computed as a convolution of gy with the flipped kernel, which is faster,
+              and gW from that convolution's columns of gy (see backward_samples).
 
     Saved for backward: ``x`` when the weight gradient will be wanted (``save_input``):
-    backward rebuilds each chunk's columns from it, which costs less than keeping the
-    whole-batch columns (kh*kw times the size of x) alive until backward; ``weight``;
-    ``x_shape``.
+    backward rebuilds each chunk's columns from it (for stride 1 it needs only x itself,
+    against gy's columns), which costs less than keeping the whole-batch columns (kh*kw
+    times the size of x) alive until backward; ``weight``; ``x_shape``.
     """
 
     def __init__(self, stride, padding, dilation, groups, save_input=True):
