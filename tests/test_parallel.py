@@ -54,16 +54,16 @@ def test_map_blocks_walks_each_share_in_blocks_of_at_most_max_block(threads, n_t
     assert len(blocks) == expected
 
 
+def _fails_in_second_block(s):
+    if s.start > 0:
+        raise ArithmeticError("second block")
+    return s
+
+
 def test_map_blocks_passes_exceptions_on(threads):
     threads(2)
-
-    def fails_in_second_block(s):
-        if s.start > 0:
-            raise ArithmeticError("second block")
-        return s
-
     with pytest.raises(ArithmeticError, match="second block"):
-        parallel.map_blocks(fails_in_second_block, 8)
+        parallel.map_blocks(_fails_in_second_block, 8)
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
@@ -125,14 +125,8 @@ def test_map_gemm_blocks_puts_blas_threads_back_after_an_exception(threads):
         pytest.skip("threadpoolctl finds no BLAS library in this process")
     threads(2)
     outside = _blas_threads()
-
-    def fails_in_second_share(s):
-        if s.start > 0:
-            raise ArithmeticError("second share")
-        return s
-
-    with pytest.raises(ArithmeticError, match="second share"):
-        parallel.map_gemm_blocks(fails_in_second_share, 8)
+    with pytest.raises(ArithmeticError, match="second block"):
+        parallel.map_gemm_blocks(_fails_in_second_block, 8)
     assert _blas_threads() == outside
 
 
