@@ -328,6 +328,35 @@ def test_conv2d_shares_of_the_batch_on_threads_give_the_same_numbers(device, mon
         assert set(shares) == {n_threads}       # forward and backward, both times
 
 
+@pytest.mark.parametrize("channels, kernel, shared", [
+    ((1, 6), 5, False),      # LeNet-5's first conv: 6 rows, depth 25
+    ((6, 16), 5, False),     # its second: 16 rows, depth 150
+    ((48, 12), 3, True),     # DenseNet-BC's growth conv: 12 rows, depth 432
+    ((3, 32), 3, True),      # 32 rows
+])
+def test_conv2d_shares_only_convs_that_gain(monkeypatch, channels, kernel, shared):
+    """A conv with both few rows and a short shared dimension stays on BLAS's threads
+    (one share); any other conv is shared out over minidl's threads."""
+    from minidl import parallel
+    from minidl.ops import conv as conv_ops
+    if parallel._blas_controller() is None:
+        pytest.skip("no BLAS that threadpoolctl can set: conv2d never shares")
+    before = parallel.get_num_threads()
+    parallel.set_num_threads(2)
+    calls = []
+    share_out = conv_ops.map_gemm_blocks
+    monkeypatch.setattr(conv_ops, "map_gemm_blocks",
+                        lambda fn, size, min_block=1: calls.append(size) or
+                        share_out(fn, size, min_block))
+    try:
+        (c, o), k = channels, kernel
+        run_conv("cpu", rand((4, c, 8, 8), 0), rand((o, c, k, k), 1), None,
+                 rand((4, o, 8, 8), 2), padding=k // 2)
+    finally:
+        parallel.set_num_threads(before)
+    assert calls == ([4, 4] if shared else [])       # forward and backward
+
+
 @pytest.mark.parametrize("x_shape, kwargs", [
     ((3, 2, 1, 1), dict(padding=4, dilation=4)),       # two of three offsets: padding only
     ((3, 2, 2, 3), dict(padding=(3, 1), dilation=(3, 1), stride=(2, 1))),
