@@ -476,6 +476,15 @@ def _weight_gradient_operands(gy_rows, cols, direct: bool) -> tuple:
     return cols, gy_rows.transpose(0, 2, 1)
 
 
+def _sum_in_order(shares: list):
+    """The shares' weight-gradient sums added in sample order, into the first: the same
+    bits on every run at a given thread count."""
+    total = shares[0]
+    for share in shares[1:]:
+        total += share
+    return total
+
+
 def _over_samples(xp, fn, N: int, weight_shape) -> list:
     """[fn(samples) for each thread's share of range(N)]: ``fn`` writes only its own
     samples of any result.
@@ -691,10 +700,7 @@ class Conv2d(Function):
 
         gw_shares = _over_samples(xp, backward_samples, N, (O // G, Cg, kh, kw))
         if wants_w:
-            # The shares' sums, added in sample order: the same result on every run.
-            gw_rows = gw_shares[0]
-            for share in gw_shares[1:]:
-                gw_rows += share
+            gw_rows = _sum_in_order(gw_shares)
             if gw_from_gy_columns:      # (G, O/G*kh*kw, C/G), kernel flipped: one copy
                 gw = gw_rows.reshape(G, O // G, kh, kw, Cg)[:, :, ::-1, ::-1]
                 gw = xp.ascontiguousarray(gw.transpose(0, 1, 4, 2, 3)).reshape(O, Cg, kh, kw)
@@ -732,10 +738,7 @@ class Conv2d(Function):
         gw_shares = _over_samples(xp, pointwise_samples, N, (O // G, Cg, 1, 1))
         gx = gw = None
         if wants_w:
-            gw = gw_shares[0]
-            for share in gw_shares[1:]:
-                gw += share
-            gw = gw.reshape(O, Cg, 1, 1)
+            gw = _sum_in_order(gw_shares).reshape(O, Cg, 1, 1)
         if wants_x:
             if gxs.shape == self.x_shape:
                 gx = gxs
