@@ -3,7 +3,9 @@
 Workloads (float32; the shapes of the CPU performance issue):
 
   gemm                NumPy matmul GFLOP/s: 2048^3, and the three im2col-shaped GEMMs of
-                      the conv below (forward, weight gradient, input gradient)
+                      the conv below (forward, weight gradient, input gradient); and a
+                      single-threaded 1024^3 alone against two at once, which shows
+                      whether the cores are really there in this run (core_scaling)
   conv2d fwd          N=32, 64->64 channels, 32x32, 3x3, padding 1, bias (no_grad)
   conv2d fwd+bwd      the same, forward and backward (input, weight and bias gradients)
   batchnorm2d         nn.BatchNorm2d(64), training mode, (32, 64, 32, 32), fwd+bwd
@@ -37,8 +39,10 @@ import json
 import os
 import platform
 import pstats
+import statistics
 import subprocess
 import sys
+import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -111,6 +115,42 @@ def gemm_rates(repeats: int) -> dict:
         flops[name] = 2 * O * ckk * cols
     t = interleaved(fns, repeats)
     return {name: flops[name] / t[name]["median"] / 1e9 for name in fns}
+
+
+def core_scaling(repeats: int, size: int = 1024) -> dict:
+    """Does the machine give two threads two cores' worth of GEMM right now?
+
+    GFLOP/s of a single-threaded size^3 sgemm run alone, and of each of two run at the
+    same time in two threads. On this project's 2-vCPU machine the second number was
+    0.9-1.0x the first in some phases and 0.5x in others (the two vCPUs then shared one
+    physical core, or the host was busy): in such a phase two threads do one core's work,
+    for PyTorch and minidl alike, and every time in the run is longer. Printed so that a
+    run can be read in the light of its phase. Needs threadpoolctl (else: {})."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return {}
+    from concurrent.futures import ThreadPoolExecutor
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((size, size), dtype=np.float32)
+    bs = [rng.standard_normal((size, size), dtype=np.float32) for _ in range(2)]
+    outs = [np.empty((size, size), dtype=np.float32) for _ in range(2)]
+
+    def gemm(i):
+        start = time.perf_counter()
+        np.matmul(a, bs[i], out=outs[i])
+        return time.perf_counter() - start
+    alone, together = [], []
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(1) as pool:
+        gemm(0)
+        for _ in range(repeats):
+            alone.append(gemm(0))
+            other = pool.submit(gemm, 1)
+            together += [gemm(0), other.result()]
+    flops = 2 * size ** 3
+    return {f"sgemm {size}^3, 1 thread, alone": flops / statistics.median(alone) / 1e9,
+            f"sgemm {size}^3, 1 thread, 2 at once (each)":
+                flops / statistics.median(together) / 1e9}
 
 
 # ---- FLOP counting --------------------------------------------------------------------
@@ -367,6 +407,10 @@ def print_table(setup, gemm, rows):
           f"{setup['load_after']}")
     for name, rate in gemm.items():
         print(f"  {name:<40}{rate:8.1f} GFLOP/s")
+    scaling = [rate for name, rate in gemm.items() if ", 1 thread, " in name]
+    if len(scaling) == 2:
+        print(f"  two threads ran {2 * scaling[1] / scaling[0]:.1f} cores' worth of GEMM "
+              f"in this run (2.0: two real cores; about 1.0: they shared one)")
     print()
     head = (f"{'workload':<22}{'minidl':>10}{'PyTorch':>10}{'ratio':>7}{'target':>8}"
             f"{'':>8}{'GFLOP/s':>9}{'of GEMM':>9}{'min ratio':>11}")
@@ -464,6 +508,7 @@ def main(argv=None):
     print(json.dumps(setup), flush=True)
 
     gemm = gemm_rates(max(3, args.repeats // 3))
+    gemm.update(core_scaling(max(5, args.repeats // 2)))
     print(json.dumps({"record": "gemm", **{k: round(v, 1) for k, v in gemm.items()}}),
           flush=True)
     peak = gemm["sgemm 2048^3"]
