@@ -399,7 +399,13 @@ def _verdict(row) -> str:
     return "met" if ok else "MISSED"
 
 
-def print_table(setup, gemm, rows):
+def _cores_line(scaling: dict) -> str:
+    alone, together = scaling.values()
+    return (f"two threads ran {2 * together / alone:.1f} cores' worth of GEMM (2.0: two "
+            f"real cores; about 1.0: they shared one); one thread alone {alone:.0f} GFLOP/s")
+
+
+def print_table(setup, gemm, rows, scaling_after=None):
     print()
     print(f"{setup['cpu']}; {setup['blas']} ({setup['blas_kernel']} kernel), "
           f"{setup['blas_threads']} BLAS threads; torch {setup['torch']} with "
@@ -407,10 +413,11 @@ def print_table(setup, gemm, rows):
           f"{setup['load_after']}")
     for name, rate in gemm.items():
         print(f"  {name:<40}{rate:8.1f} GFLOP/s")
-    scaling = [rate for name, rate in gemm.items() if ", 1 thread, " in name]
-    if len(scaling) == 2:
-        print(f"  two threads ran {2 * scaling[1] / scaling[0]:.1f} cores' worth of GEMM "
-              f"in this run (2.0: two real cores; about 1.0: they shared one)")
+    scaling = {name: rate for name, rate in gemm.items() if ", 1 thread, " in name}
+    if scaling:
+        print("  at the start: " + _cores_line(scaling))
+    if scaling_after:
+        print("  at the end:   " + _cores_line(scaling_after))
     print()
     head = (f"{'workload':<22}{'minidl':>10}{'PyTorch':>10}{'ratio':>7}{'target':>8}"
             f"{'':>8}{'GFLOP/s':>9}{'of GEMM':>9}{'min ratio':>11}")
@@ -552,7 +559,11 @@ def main(argv=None):
             if args.profile == key and profiled is None:
                 profiled = (mine, name)
     setup["load_after"] = round(os.getloadavg()[0], 1)
-    print_table(setup, gemm, rows)
+    # The machine can change phase during the run: the core check once more at the end.
+    scaling_after = core_scaling(max(5, args.repeats // 2))
+    print(json.dumps({"record": "core check at the end",
+                      **{k: round(v, 1) for k, v in scaling_after.items()}}), flush=True)
+    print_table(setup, gemm, rows, scaling_after)
     if profiled is not None:
         profile(profiled[0], profiled[1])
 
