@@ -628,8 +628,16 @@ class Conv2d(Function):
         if wants_x:
             gx = xp.empty(self.x_shape, dtype=gy.dtype)
         if wants_x and as_convolution:      # once, not per chunk: it is a copy
-            w_flip = self.weight[:, :, ::-1, ::-1].reshape(G, O // G, Cg, kh, kw)
-            w_flip = w_flip.transpose(0, 2, 1, 3, 4).reshape(G, Cg, O // G * kh * kw)
+            # The GEMM operand W_flip[g, c, (o, p, q)] = W[o, c, kh-1-p, kw-1-q]: one copy
+            # into (G, O/G, kh*kw, C/G) (reversing the kh*kw taps as one axis flips the
+            # kernel in both directions), used through a transposed view, which BLAS
+            # reads as such. That copy runs along the channels, one output channel's
+            # weights at a time; W_flip itself in C order would be copied in 9-value
+            # pieces from rows O*kh*kw values apart. 512x512x3x3: 1.8 against 7.9 ms;
+            # ResNet-18 has 31 ms of these copies a step on one thread, 8 ms this way.
+            w_taps = self.weight.reshape(G, O // G, Cg, kh * kw)[..., ::-1]
+            w_flip = xp.ascontiguousarray(w_taps.transpose(0, 1, 3, 2)).reshape(
+                G, O // G * kh * kw, Cg).transpose(0, 2, 1)     # (G, C/G, O/G*kh*kw)
             # gy padded by d*(k-1) - p on each side, read with the flipped kernel.
             flipped_pads = tuple((d * (k - 1) - p0, d * (k - 1) - p1) for d, k, (p0, p1)
                                  in zip(self.dilation, (kh, kw), self.padding))
