@@ -200,12 +200,12 @@ def gemm_floor(fn):
     While ``fn`` runs once, ``numpy.matmul`` (which conv2d calls as ``xp.matmul``)
     records the shape and memory order of each operand. The ``a @ b`` of the linear
     layers does not go through that name and is not seen: LeNet-5's floor leaves out
-    its three linear layers, ResNet-18's its last one (0.01% of its FLOPs). The replay calls matmul with
-    operands of the same shapes and orders into preallocated outputs, and does nothing
-    else: no im2col, no layout copies, no elementwise work. Its time is what the same
-    products cost with everything else free, so floor / PyTorch is the best ratio that
-    any design built on these NumPy GEMMs can reach on that workload, measured in the
-    same run. (Operands of equal layout share one array and stay warm in the cache: if
+    its three linear layers, ResNet-18's its last one (0.01% of its FLOPs). The replay
+    calls matmul with operands of the same shapes and orders into preallocated outputs,
+    and does nothing else: no im2col, no layout copies, no elementwise work. Its time is
+    what the same products cost with everything else free, so floor / PyTorch is the
+    best ratio that any design built on these NumPy GEMMs can reach on that workload,
+    measured in the same run. (Operands of equal layout share one array and stay warm in the cache: if
     anything, the floor is low.)
     """
     real, calls = np.matmul, []

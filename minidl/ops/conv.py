@@ -709,9 +709,10 @@ class Conv2d(Function):
         gw_shares = _over_samples(xp, backward_samples, N, (O // G, Cg, kh, kw))
         if wants_w:
             gw_rows = _sum_in_order(gw_shares)
-            if gw_from_gy_columns:      # (G, O/G*kh*kw, C/G), kernel flipped: one copy
-                gw = gw_rows.reshape(G, O // G, kh, kw, Cg)[:, :, ::-1, ::-1]
-                gw = xp.ascontiguousarray(gw.transpose(0, 1, 4, 2, 3)).reshape(O, Cg, kh, kw)
+            if gw_from_gy_columns:      # (G, O/G*kh*kw, C/G), kernel flipped: one copy,
+                # the inverse of W_flip's (the kh*kw taps reversed as one axis)
+                gw = gw_rows.reshape(G, O // G, kh * kw, Cg)[:, :, ::-1]
+                gw = xp.ascontiguousarray(gw.transpose(0, 1, 3, 2)).reshape(O, Cg, kh, kw)
             else:
                 gw = (gw_rows if gw_direct else gw_rows.transpose(0, 2, 1)).reshape(
                     O, Cg, kh, kw)
