@@ -205,8 +205,8 @@ def gemm_floor(fn):
     and does nothing else: no im2col, no layout copies, no elementwise work. Its time is
     what the same products cost with everything else free, so floor / PyTorch is the
     best ratio that any design built on these NumPy GEMMs can reach on that workload,
-    measured in the same run. (Operands of equal layout share one array and stay warm in the cache: if
-    anything, the floor is low.)
+    measured in the same run. (Operands of equal layout share one array and stay warm in
+    the cache: if anything, the floor is low.)
     """
     real, calls = np.matmul, []
 
