@@ -117,6 +117,38 @@ def gemm_rates(repeats: int) -> dict:
     return {name: flops[name] / t[name]["median"] / 1e9 for name in fns}
 
 
+def gemm_2048():
+    """A callable that makes one 2048^3 float32 product into a preallocated output, and
+    its FLOP count: the reference rate, timed in the same turns as a workload."""
+    rng = np.random.default_rng(2)
+    a, b = (rng.standard_normal((2048, 2048), dtype=np.float32) for _ in range(2))
+    out = np.empty((2048, 2048), dtype=np.float32)
+    return (lambda: np.matmul(a, b, out=out)), 2 * 2048 ** 3
+
+
+def one_core_efficiency(floor_fn, floor_flops: int, repeats: int) -> dict:
+    """The rate of a workload's recorded products (its GEMM floor) on one core, as a
+    fraction of the 2048^3 rate on one core, the two timed in alternating turns.
+
+    minidl's convolutions run their products single-threaded, one share of the batch
+    per thread, so this is the fraction of the GEMM rate that their products reach
+    before any other work: an upper bound on the workload's own fraction (the products
+    of the conv2d row: im2col chunks of 1024 columns, 64 rows). Needs threadpoolctl
+    (else: {})."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return {}
+    reference, reference_flops = gemm_2048()
+    with threadpool_limits(limits=1, user_api="blas"):
+        t = interleaved({"floor": floor_fn, "2048": reference}, repeats)
+    floor_rate = floor_flops / t["floor"]["median"] / 1e9
+    reference_rate = reference_flops / t["2048"]["median"] / 1e9
+    return {"gemm_floor_1core_gflops": round(floor_rate, 1),
+            "sgemm_2048_1core_gflops": round(reference_rate, 1),
+            "gemm_floor_1core_fraction": round(floor_rate / reference_rate, 3)}
+
+
 def core_scaling(repeats: int, size: int = 1024) -> dict:
     """Does the machine give two threads two cores' worth of GEMM right now?
 
@@ -436,7 +468,12 @@ def print_table(setup, gemm, rows, scaling_after=None):
               f"{target_cell:>8}{_verdict(r):>8}{rate:>9}{frac:>9}{min_ratio:>11}")
     print("times are medians in ms (RSS in MB); ratio = minidl / PyTorch of the medians "
           "(the targets' measure), min ratio = of the fastest runs; 'of GEMM' = minidl's "
-          "GFLOP/s / the 2048^3 sgemm rate")
+          "GFLOP/s / the 2048^3 sgemm rate timed in the same turns")
+    for r in rows:
+        if "torch_gemm_fraction" in r:
+            print(f"  {r['workload']}: 2048^3 at {r['sgemm_2048_gflops']:.0f} GFLOP/s in its "
+                  f"turns ({r['gemm_fraction_vs_start']:.0%} of the rate at the start); "
+                  f"PyTorch {r['torch_gflops']:.0f} GFLOP/s = {r['torch_gemm_fraction']:.0%}")
     if any("gemm_fraction" in r for r in rows if r["workload"] == "conv2d fwd+bwd"):
         print(f"conv2d fwd+bwd also needs >= {GEMM_FRACTION_TARGET:.0%} of the GEMM rate")
     floors = [r for r in rows if "gemm_floor" in r]
@@ -448,6 +485,10 @@ def print_table(setup, gemm, rows, scaling_after=None):
             print(f"  {r['workload']:<22}{r['gemm_floor']:>8.1f} ms at "
                   f"{r['gemm_floor_gflops']:.0f} GFLOP/s{vs_torch}, "
                   f"{r['gemm_floor_share']:.0%} of minidl's")
+            if "gemm_floor_1core_fraction" in r:
+                print(f"  {'':<22}on one core: {r['gemm_floor_1core_gflops']:.0f} GFLOP/s "
+                      f"= {r['gemm_floor_1core_fraction']:.0%} of 2048^3 on one core "
+                      f"({r['sgemm_2048_1core_gflops']:.0f})")
 
 
 def profile(fn, label: str, calls: int = 5, top: int = 25) -> None:
@@ -529,8 +570,11 @@ def main(argv=None):
         for name, (mine, theirs, extra) in WORKLOADS[key](torch).items():
             repeats = args.step_repeats if key == "resnet" else args.repeats
             fns = {"minidl": mine} if theirs is None else {"minidl": mine, "torch": theirs}
-            if "flops" in extra:        # what minidl's GEMMs alone cost, in the same turns
+            if "flops" in extra:
+                # what minidl's GEMMs alone cost, and the reference GEMM rate, both in
+                # the same turns: the machine's phase can change within a run
                 fns["gemm floor"], floor_flops = gemm_floor(mine)
+                fns["sgemm 2048^3"], reference_flops = gemm_2048()
             t = interleaved(fns, repeats)
             row = {"record": "result", "workload": name, "unit": "ms",
                    "minidl": round(t["minidl"]["median"] * 1e3, 2),
@@ -550,9 +594,18 @@ def main(argv=None):
                     row["gemm_floor_ratio"] = round(floor / t["torch"]["median"], 2)
             if "flops" in extra:
                 gflops = extra["flops"] / t["minidl"]["median"] / 1e9
-                row.update(gflops=round(gflops, 1), gemm_fraction=round(gflops / peak, 3))
+                in_turns = reference_flops / t["sgemm 2048^3"]["median"] / 1e9
+                # gemm_fraction: against the 2048^3 rate of the same turns (the target's
+                # measure); gemm_fraction_vs_start: against the rate at the run's start
+                row.update(gflops=round(gflops, 1), sgemm_2048_gflops=round(in_turns, 1),
+                           gemm_fraction=round(gflops / in_turns, 3),
+                           gemm_fraction_vs_start=round(gflops / peak, 3))
                 if "torch" in t:
-                    row["torch_gflops"] = round(extra["flops"] / t["torch"]["median"] / 1e9, 1)
+                    torch_gflops = extra["flops"] / t["torch"]["median"] / 1e9
+                    row.update(torch_gflops=round(torch_gflops, 1),
+                               torch_gemm_fraction=round(torch_gflops / in_turns, 3))
+                row.update(one_core_efficiency(fns["gemm floor"], floor_flops,
+                                               max(3, repeats // 3)))
             row.update({k: v for k, v in extra.items() if k != "flops"})
             print(json.dumps(row), flush=True)
             rows.append(row)
