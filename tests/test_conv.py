@@ -557,3 +557,114 @@ def test_conv2d_of_an_empty_batch(device):
     y.sum().backward()
     assert x.grad.shape == (0, 3, 6, 6)
     assert_close(w.grad, np.zeros((4, 3, 3, 3)), rtol=0, atol=0)
+
+
+# ---- stride 1 with the kernel rows as GEMM rows (_RowShiftConv) ------------------------
+def _force_row_shift(mp):
+    """Make every eligible conv (stride 1, groups 1, kh > 1) take the row-shift form, and
+    count the calls that did."""
+    from minidl.ops import conv as conv_ops
+    mp.setattr(conv_ops, "ROW_SHIFT_MAX_EXTRA_ROWS", 1e9)
+    mp.setattr(conv_ops, "ROW_SHIFT_MIN_DEPTH", 1)
+    calls = []
+    real = conv_ops._RowShiftConv.__call__
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return real(self, *args, **kwargs)
+    mp.setattr(conv_ops._RowShiftConv, "__call__", counted)
+    return calls
+
+
+@settings(max_examples=25)
+@given(p=conv_case(max_channels=4, max_size=7))
+def test_conv2d_row_shift_matches_reference(device, p):
+    x, w = rand(p["x_shape"], p["seed"]), rand(p["w_shape"], p["seed"] + 1)
+    b = rand(p["w_shape"][0], p["seed"] + 2) if p["bias"] else None
+    y_ref = ref.conv2d_forward(x, w, b, **conv_kwargs(p))
+    gy = rand(y_ref.shape, p["seed"] + 3)
+    gx_ref, gw_ref, gb_ref = ref.conv2d_backward(x, w, gy, **conv_kwargs(p))
+    with pytest.MonkeyPatch.context() as mp:
+        calls = _force_row_shift(mp)
+        y, gx, gw, gb = run_conv(device, x, w, b, gy, **conv_kwargs(p))
+    eligible = p["stride"] == (1, 1) and p["groups"] == 1 and p["w_shape"][2] > 1
+    if device == "cpu" and eligible and x.shape[0] > 0:
+        assert calls, "the row-shift form was not taken"
+    assert_close(y, y_ref, rtol=0, atol=1e-10)
+    assert_close(gx, gx_ref, rtol=0, atol=1e-10)
+    assert_close(gw, gw_ref, rtol=0, atol=1e-10)
+    if b is not None:
+        assert_close(gb, gb_ref, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs", [
+    ((2, 3, 6, 5), (4, 3, 3, 3), dict(padding=1)),
+    ((1, 2, 7, 6), (3, 2, 4, 2), dict(padding="same", dilation=(2, 1))),   # uneven pads
+    ((2, 2, 8, 5), (2, 2, 3, 2), dict(padding=(0, 2))),                    # no row padding
+])
+def test_conv2d_row_shift_gradcheck(device, monkeypatch, x_shape, w_shape, kwargs):
+    calls = _force_row_shift(monkeypatch)
+    x, w = leaf(rand(x_shape, 0), device), leaf(rand(w_shape, 1), device)
+    b = leaf(rand(w_shape[0], 2), device)
+    gradcheck(lambda *t: conv2d(*t, **kwargs), [x, w, b])
+    assert calls or device != "cpu"
+
+
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+@pytest.mark.parametrize("chunk_columns", [1, 40, 10**6])
+def test_conv2d_row_shift_in_chunks_and_shares(device, monkeypatch, n_threads,
+                                               chunk_columns):
+    """One sample per chunk (where the weight gradient is read through strided views of
+    the columns), several samples per chunk (where x is reordered to match them), a
+    shorter last chunk, and the batch shared over threads: the loop reference's numbers."""
+    from minidl import parallel
+    from minidl.ops import conv as conv_ops
+    _force_row_shift(monkeypatch)
+    monkeypatch.setattr(conv_ops, "CHUNK_COLUMNS", chunk_columns)
+    monkeypatch.setattr(conv_ops, "CHUNK_COPY_VALUES", 1)
+    monkeypatch.setattr(conv_ops, "SHARED_MIN_ROWS", 1)
+    before = parallel.get_num_threads()
+    parallel.set_num_threads(n_threads)
+    try:
+        x, w, b = rand((7, 4, 6, 5), 0), rand((5, 4, 3, 3), 1), rand((5,), 2)
+        y_ref = ref.conv2d_forward(x, w, b, (1, 1), (1, 1))
+        gy = rand(y_ref.shape, 3)
+        gx_ref, gw_ref, gb_ref = ref.conv2d_backward(x, w, gy, (1, 1), (1, 1))
+        y, gx, gw, gb = run_conv(device, x, w, b, gy, padding=1)
+    finally:
+        parallel.set_num_threads(before)
+    assert_close(y, y_ref, rtol=0, atol=1e-10)
+    assert_close(gx, gx_ref, rtol=0, atol=1e-10)
+    assert_close(gw, gw_ref, rtol=0, atol=1e-10)
+    assert_close(gb, gb_ref, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("C, size, kernel, taken", [
+    (64, 32, 3, True),      # ResNet's first stage
+    (128, 16, 3, False),    # 2 extra rows of 16: more than ROW_SHIFT_MAX_EXTRA_ROWS
+    (3, 32, 3, False),      # a shared dimension of 9: below ROW_SHIFT_MIN_DEPTH
+    (64, 32, 1, False),     # 1x1: no kernel rows to move
+])
+def test_conv2d_row_shift_taken_where_it_gains(monkeypatch, C, size, kernel, taken):
+    from minidl.ops import conv as conv_ops
+    calls = []
+    real = conv_ops._RowShiftConv.__call__
+    monkeypatch.setattr(conv_ops._RowShiftConv, "__call__",
+                        lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    x = md.tensor(rand((2, C, size, size), 0, np.float32))
+    conv2d(x, md.tensor(rand((8, C, kernel, kernel), 1, np.float32)),
+           padding=kernel // 2)
+    assert bool(calls) == taken
+
+
+def test_conv2d_row_shift_matches_torch_float32(device):
+    """ResNet's first-stage shape, where the row-shift form is taken by default."""
+    torch = pytest.importorskip("torch")
+    x, w = rand((3, 64, 32, 32), 0, np.float32), rand((64, 64, 3, 3), 1, np.float32) / 24
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    ty = torch.nn.functional.conv2d(tx, tw, padding=1)
+    gy = rand(tuple(ty.shape), 2, np.float32)
+    ty.backward(torch.tensor(gy))
+    y, gx, gw, _ = run_conv(device, x, w, None, gy, padding=1)
+    for mine, theirs in ((y, ty), (gx, tx.grad), (gw, tw.grad)):
+        assert_close(mine, theirs, rtol=1e-4, atol=1e-4)
