@@ -831,10 +831,11 @@ class Conv2d(Function):
             for chunk in chunks:
                 if gx_row_shift:
                     # gx as the flipped-kernel convolution of the next branch, with the
-                    # kernel rows as GEMM rows (_RowShiftConv); its columns hold gypad[s, o, r, w + q*dw] at
-                    # [(q, o), (r, s, w)], so the weight gradient, kernel flipped, is
-                    # G[p, (q, o), c] = sum_{h,s,w} columns[(q, o), (h + p*dh, s, w)]
-                    #                   x[s, c, h, w]:
+                    # kernel rows as GEMM rows (_RowShiftConv). Its columns hold
+                    # gypad[s, o, r, w + q*dw] at [(q, o), (r, s, w)], so the weight
+                    # gradient, kernel flipped, is
+                    #   G[p, (q, o), c] = sum_{h,s,w} columns[(q, o), (h + p*dh, s, w)]
+                    #                                 * x[s, c, h, w]:
                     # kh products with the columns shifted down by p*dh rows.
                     gx_conv(gys[chunk], w3_flip, gxs[chunk])
                     if gw_from_gy_columns:
