@@ -472,8 +472,9 @@ def print_table(setup, gemm, rows, scaling_after=None):
     for r in rows:
         if "torch_gemm_fraction" in r:
             print(f"  {r['workload']}: 2048^3 at {r['sgemm_2048_gflops']:.0f} GFLOP/s in its "
-                  f"turns ({r['gemm_fraction_vs_start']:.0%} of the rate at the start); "
-                  f"PyTorch {r['torch_gflops']:.0f} GFLOP/s = {r['torch_gemm_fraction']:.0%}")
+                  f"turns; PyTorch's {r['torch_gflops']:.0f} GFLOP/s = "
+                  f"{r['torch_gemm_fraction']:.0%} of it; minidl's against the rate at "
+                  f"the start: {r['gemm_fraction_vs_start']:.0%}")
     if any("gemm_fraction" in r for r in rows if r["workload"] == "conv2d fwd+bwd"):
         print(f"conv2d fwd+bwd also needs >= {GEMM_FRACTION_TARGET:.0%} of the GEMM rate")
     floors = [r for r in rows if "gemm_floor" in r]
