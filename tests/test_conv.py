@@ -42,6 +42,23 @@ def conv_kwargs(p):
                 groups=p["groups"])
 
 
+def _force_row_shift(mp, force: bool = True):
+    """Count the calls of the row-shift form (_RowShiftConv); with ``force``, make every
+    eligible conv (stride 1, groups 1, kh > 1) take it, whatever its size."""
+    from minidl.ops import conv as conv_ops
+    if force:
+        mp.setattr(conv_ops, "ROW_SHIFT_MAX_EXTRA_ROWS", 1e9)
+        mp.setattr(conv_ops, "ROW_SHIFT_MIN_DEPTH", 1)
+    calls = []
+    real = conv_ops._RowShiftConv.__call__
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return real(self, *args, **kwargs)
+    mp.setattr(conv_ops._RowShiftConv, "__call__", counted)
+    return calls
+
+
 # ---- gradients -------------------------------------------------------------------------
 @settings(max_examples=12)
 @given(p=conv_case(max_channels=3, max_size=6))
@@ -140,15 +157,21 @@ def test_conv2d_double_backward_is_refused(device):
 
 
 # ---- fast path == loop reference (float64, 1e-10) --------------------------------------
+@pytest.mark.parametrize("row_shift", [False, True], ids=["default", "row-shift forced"])
 @settings(max_examples=20)
 @given(p=conv_case(max_channels=4, max_size=7))
-def test_conv2d_matches_reference(device, p):
+def test_conv2d_matches_reference(device, row_shift, p):
     x, w = rand(p["x_shape"], p["seed"]), rand(p["w_shape"], p["seed"] + 1)
     b = rand(p["w_shape"][0], p["seed"] + 2) if p["bias"] else None
     y_ref = ref.conv2d_forward(x, w, b, **conv_kwargs(p))
     gy = rand(y_ref.shape, p["seed"] + 3)
     gx_ref, gw_ref, gb_ref = ref.conv2d_backward(x, w, gy, **conv_kwargs(p))
-    y, gx, gw, gb = run_conv(device, x, w, b, gy, **conv_kwargs(p))
+    with pytest.MonkeyPatch.context() as mp:
+        calls = _force_row_shift(mp) if row_shift else []
+        y, gx, gw, gb = run_conv(device, x, w, b, gy, **conv_kwargs(p))
+    eligible = p["stride"] == (1, 1) and p["groups"] == 1 and p["w_shape"][2] > 1
+    if row_shift and device == "cpu" and eligible and x.shape[0] > 0:
+        assert calls, "the row-shift form was not taken"
     assert_close(y, y_ref, rtol=0, atol=1e-10)
     assert_close(gx, gx_ref, rtol=0, atol=1e-10)
     assert_close(gw, gw_ref, rtol=0, atol=1e-10)
@@ -560,43 +583,6 @@ def test_conv2d_of_an_empty_batch(device):
 
 
 # ---- stride 1 with the kernel rows as GEMM rows (_RowShiftConv) ------------------------
-def _force_row_shift(mp):
-    """Make every eligible conv (stride 1, groups 1, kh > 1) take the row-shift form, and
-    count the calls that did."""
-    from minidl.ops import conv as conv_ops
-    mp.setattr(conv_ops, "ROW_SHIFT_MAX_EXTRA_ROWS", 1e9)
-    mp.setattr(conv_ops, "ROW_SHIFT_MIN_DEPTH", 1)
-    calls = []
-    real = conv_ops._RowShiftConv.__call__
-
-    def counted(self, *args, **kwargs):
-        calls.append(1)
-        return real(self, *args, **kwargs)
-    mp.setattr(conv_ops._RowShiftConv, "__call__", counted)
-    return calls
-
-
-@settings(max_examples=25)
-@given(p=conv_case(max_channels=4, max_size=7))
-def test_conv2d_row_shift_matches_reference(device, p):
-    x, w = rand(p["x_shape"], p["seed"]), rand(p["w_shape"], p["seed"] + 1)
-    b = rand(p["w_shape"][0], p["seed"] + 2) if p["bias"] else None
-    y_ref = ref.conv2d_forward(x, w, b, **conv_kwargs(p))
-    gy = rand(y_ref.shape, p["seed"] + 3)
-    gx_ref, gw_ref, gb_ref = ref.conv2d_backward(x, w, gy, **conv_kwargs(p))
-    with pytest.MonkeyPatch.context() as mp:
-        calls = _force_row_shift(mp)
-        y, gx, gw, gb = run_conv(device, x, w, b, gy, **conv_kwargs(p))
-    eligible = p["stride"] == (1, 1) and p["groups"] == 1 and p["w_shape"][2] > 1
-    if device == "cpu" and eligible and x.shape[0] > 0:
-        assert calls, "the row-shift form was not taken"
-    assert_close(y, y_ref, rtol=0, atol=1e-10)
-    assert_close(gx, gx_ref, rtol=0, atol=1e-10)
-    assert_close(gw, gw_ref, rtol=0, atol=1e-10)
-    if b is not None:
-        assert_close(gb, gb_ref, rtol=0, atol=1e-10)
-
-
 @pytest.mark.parametrize("x_shape, w_shape, kwargs", [
     ((2, 3, 6, 5), (4, 3, 3, 3), dict(padding=1)),
     ((1, 2, 7, 6), (3, 2, 4, 2), dict(padding="same", dilation=(2, 1))),   # uneven pads
@@ -646,11 +632,7 @@ def test_conv2d_row_shift_in_chunks_and_shares(device, monkeypatch, n_threads,
     (64, 32, 1, False),     # 1x1: no kernel rows to move
 ])
 def test_conv2d_row_shift_taken_where_it_gains(monkeypatch, C, size, kernel, taken):
-    from minidl.ops import conv as conv_ops
-    calls = []
-    real = conv_ops._RowShiftConv.__call__
-    monkeypatch.setattr(conv_ops._RowShiftConv, "__call__",
-                        lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    calls = _force_row_shift(monkeypatch, force=False)
     x = md.tensor(rand((2, C, size, size), 0, np.float32))
     conv2d(x, md.tensor(rand((8, C, kernel, kernel), 1, np.float32)),
            padding=kernel // 2)
