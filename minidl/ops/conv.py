@@ -431,8 +431,8 @@ class _RowShiftConv:
     Measured against im2col + GEMM, forward, one thread, 16 samples: 64ch 32x32
     0.77-0.86x the time, 128ch 16x16 0.88-0.91x, 256ch 8x8 0.98-1.02x, 512ch 4x4 1.26x.
     In two threads (interleaved runs, median of paired ratios): the 64-channel 32x32
-    conv's forward+backward at batch 32 0.94-0.96x (0.85x in a slow phase of the
-    machine), the CIFAR ResNet-18 step 0.96x.
+    conv's forward+backward at batch 32 0.92-0.99x (0.85x in a slow phase of the
+    machine), the CIFAR ResNet-18 step 0.96-0.99x.
 
     Backward uses the same form for the input gradient (a stride-1 convolution of gy
     with the flipped kernel), and its columns of gy for the weight gradient: kh products
