@@ -627,7 +627,8 @@ def test_conv2d_row_shift_in_chunks_and_shares(device, monkeypatch, n_threads,
 
 @pytest.mark.parametrize("C, size, kernel, taken", [
     (64, 32, 3, True),      # ResNet's first stage
-    (128, 16, 3, False),    # 2 extra rows of 16: more than ROW_SHIFT_MAX_EXTRA_ROWS
+    (128, 16, 3, True),     # its second: 2 extra rows of 16
+    (256, 8, 3, False),     # its third: 2 extra rows of 8, more than ROW_SHIFT_MAX_EXTRA_ROWS
     (3, 32, 3, False),      # a shared dimension of 9: below ROW_SHIFT_MIN_DEPTH
     (64, 32, 1, False),     # 1x1: no kernel rows to move
 ])

@@ -28,9 +28,9 @@ Speed, on top of the GEMMs themselves (each trick is explained where it is used)
 * for stride 1 the input gradient is itself a convolution (of gy with the flipped
   kernel), so backward needs no col2im; and the columns of gy it builds give the weight
   gradient as well, so backward needs no columns of x either;
-* on large maps (ResNet's 32x32) a stride-1 conv moves the kernel's rows from the GEMM's
-  columns to its rows: kw shifted copies of the input instead of kh*kw, one wider GEMM,
-  and kh adds of shifted slices (_RowShiftConv);
+* on large maps (ResNet's 32x32 and 16x16) a stride-1 conv moves the kernel's rows
+  from the GEMM's columns to its rows: kw shifted copies of the input instead of kh*kw,
+  one wider GEMM, and kh adds of shifted slices (_RowShiftConv);
 * each chunk's columns are copied straight from x, window by window, into a buffer
   whose padding entries stay zero from chunk to chunk (no padded copy of x);
 * the scratch buffers are recycled through a small workspace, so every chunk writes
@@ -387,11 +387,12 @@ class _ChunkColumns:
 
 # ---- stride 1: kernel rows as GEMM rows ----------------------------------------------------
 # The row-shift form (_RowShiftConv) is used when the rows it computes in vain, d*(kh-1)
-# per sample, are at most this fraction of the output's rows (ResNet's 32x32 maps: 2 of
-# 32; at 16x16, 2 of 16, it gained nothing in the ResNet-18 step), and when its GEMM's
-# shared dimension kw*C is at least ROW_SHIFT_MIN_DEPTH (ResNet's first conv, 3 input
-# channels: 12.4 against 5.4 ms forward).
-ROW_SHIFT_MAX_EXTRA_ROWS = 0.0625
+# per sample, are at most this fraction of the output's rows: ResNet's 32x32 and 16x16
+# maps (2 of 32, 2 of 16; with the 16x16 ones too, the CIFAR ResNet-18 step took 0.98x
+# the time of the 32x32 ones alone), not its 8x8 and 4x4 ones (2 of 8 and of 4). And
+# when its GEMM's shared dimension kw*C is at least ROW_SHIFT_MIN_DEPTH (ResNet's first
+# conv, 3 input channels, took 12.4 against 5.4 ms forward this way).
+ROW_SHIFT_MAX_EXTRA_ROWS = 0.125
 ROW_SHIFT_MIN_DEPTH = 128
 
 
@@ -432,7 +433,8 @@ class _RowShiftConv:
     0.77-0.86x the time, 128ch 16x16 0.88-0.91x, 256ch 8x8 0.98-1.02x, 512ch 4x4 1.26x.
     In two threads (interleaved runs, median of paired ratios): the 64-channel 32x32
     conv's forward+backward at batch 32 0.92-0.99x (0.85x in a slow phase of the
-    machine), the CIFAR ResNet-18 step 0.96-0.99x.
+    machine), the CIFAR ResNet-18 step 0.96-0.99x with it on the 32x32 maps, and 0.98x
+    of that again with it on the 16x16 maps as well.
 
     Backward uses the same form for the input gradient (a stride-1 convolution of gy
     with the flipped kernel), and its columns of gy for the weight gradient: kh products
