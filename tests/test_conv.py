@@ -313,22 +313,30 @@ def test_conv2d_chunks_of_the_batch_give_the_same_numbers(device, monkeypatch,
 def test_conv2d_shares_of_the_batch_on_threads_give_the_same_numbers(device, monkeypatch,
                                                                      n_threads, w_shape,
                                                                      kwargs):
-    """The batch shared out over minidl's threads (on the CPU; a GPU takes it whole),
-    with one sample per chunk or whole shares, in both weight-gradient orientations:
-    the loop reference's numbers."""
+    """The batch worked through by minidl's threads (on the CPU; a GPU takes it whole):
+    chunks handed out to the threads (kh x kw kernels) or one share per thread (1x1),
+    with one sample per chunk or the fewest chunks, in both weight-gradient
+    orientations: the loop reference's numbers."""
     from minidl import parallel
     from minidl.ops import conv as conv_ops
     before = parallel.get_num_threads()
     parallel.set_num_threads(n_threads)
     monkeypatch.setattr(conv_ops, "SHARED_MIN_ROWS", 1)     # these small convs too
     monkeypatch.setattr(conv_ops, "CHUNK_COPY_VALUES", 1)
-    shares, share_out = [], conv_ops.map_gemm_blocks
+    shares, share_out, chunk_out = [], conv_ops.map_gemm_blocks, conv_ops.map_gemm_chunks
 
     def counted(fn, size, min_block=1):
         results = share_out(fn, size, min_block)
-        shares.append(len(results))
+        shares.append(("shares", len(results)))
         return results
+
+    def counted_workers(make_worker, chunks, combine=None):
+        workers = []
+        result = chunk_out(lambda: workers.append(1) or make_worker(), chunks, combine)
+        shares.append(("threads with chunks", len(workers)))
+        return result
     monkeypatch.setattr(conv_ops, "map_gemm_blocks", counted)
+    monkeypatch.setattr(conv_ops, "map_gemm_chunks", counted_workers)
     x, w, b = rand((5, 4, 6, 6), 0), rand(w_shape, 1), rand((6,), 2)
     stride = (kwargs.get("stride", 1),) * 2
     padding = (kwargs.get("padding", 0),) * 2
@@ -348,7 +356,31 @@ def test_conv2d_shares_of_the_batch_on_threads_give_the_same_numbers(device, mon
     finally:
         parallel.set_num_threads(before)
     if device == "cpu" and parallel._blas_controller() is not None:
-        assert set(shares) == {n_threads}       # forward and backward, both times
+        assert len(shares) == 4                 # forward and backward, both times
+        for kind, count in shares:              # (a thread may find every chunk taken)
+            assert count == n_threads if kind == "shares" else 1 <= count <= n_threads
+
+
+def test_conv2d_weight_gradient_has_the_same_bits_at_every_thread_count(monkeypatch):
+    """The chunks' weight gradients are added up in chunk order whichever thread made
+    which (map_gemm_chunks), so with one sample per chunk the float32 result does not
+    depend on the thread count, nor on which thread was faster."""
+    from minidl import parallel
+    from minidl.ops import conv as conv_ops
+    monkeypatch.setattr(conv_ops, "CHUNK_COLUMNS", 1)
+    monkeypatch.setattr(conv_ops, "CHUNK_COPY_VALUES", 1)
+    x, w = rand((7, 32, 6, 6), 0, np.float32), rand((32, 32, 3, 3), 1, np.float32)
+    gy = rand((7, 32, 6, 6), 2, np.float32)
+    before = parallel.get_num_threads()
+    grads = []
+    try:
+        for n_threads in (1, 2, 3, 1):
+            parallel.set_num_threads(n_threads)
+            grads.append(run_conv("cpu", x, w, None, gy, padding=1)[1:3])
+    finally:
+        parallel.set_num_threads(before)
+    for gx, gw in grads[1:]:
+        assert np.array_equal(gx, grads[0][0]) and np.array_equal(gw, grads[0][1])
 
 
 @pytest.mark.parametrize("channels, kernel, shared", [
@@ -359,7 +391,8 @@ def test_conv2d_shares_of_the_batch_on_threads_give_the_same_numbers(device, mon
 ])
 def test_conv2d_shares_only_convs_that_gain(monkeypatch, channels, kernel, shared):
     """A conv with both few rows and a short shared dimension stays on BLAS's threads
-    (one share); any other conv is shared out over minidl's threads."""
+    (the calling thread takes every chunk); any other conv's chunks go to minidl's
+    threads, at least one chunk each."""
     from minidl import parallel
     from minidl.ops import conv as conv_ops
     if parallel._blas_controller() is None:
@@ -367,17 +400,17 @@ def test_conv2d_shares_only_convs_that_gain(monkeypatch, channels, kernel, share
     before = parallel.get_num_threads()
     parallel.set_num_threads(2)
     calls = []
-    share_out = conv_ops.map_gemm_blocks
-    monkeypatch.setattr(conv_ops, "map_gemm_blocks",
-                        lambda fn, size, min_block=1: calls.append(size) or
-                        share_out(fn, size, min_block))
+    chunk_out = conv_ops.map_gemm_chunks
+    monkeypatch.setattr(conv_ops, "map_gemm_chunks",
+                        lambda make_worker, chunks, combine=None: calls.append(len(chunks))
+                        or chunk_out(make_worker, chunks, combine))
     try:
         (c, o), k = channels, kernel
         run_conv("cpu", rand((4, c, 8, 8), 0), rand((o, c, k, k), 1), None,
                  rand((4, o, 8, 8), 2), padding=k // 2)
     finally:
         parallel.set_num_threads(before)
-    assert calls == ([4, 4] if shared else [])       # forward and backward
+    assert calls == ([2, 2] if shared else [])       # forward and backward: 2 chunks
 
 
 @pytest.mark.parametrize("x_shape, kwargs", [

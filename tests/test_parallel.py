@@ -189,3 +189,77 @@ def test_map_blocks_inside_a_pool_thread_runs_there(threads):
     assert len(outer[0]) == 2                     # the caller's share used the pool
     inner_in_pool = outer[1]
     assert [(a, b) for a, b, _ in inner_in_pool] == [(0, 6)]
+
+
+# ---- map_gemm_chunks: chunks handed out to whichever thread is free ---------------------
+def _chunk_worker(log, delay_in=None):
+    """A make_worker for map_gemm_chunks that records which thread made it, ran which
+    chunk and released; ``delay_in``: the thread ident whose chunks take 20 ms each."""
+    import time
+
+    def make_worker():
+        me = threading.get_ident()
+        log.append(("made", me))
+
+        def run(chunk):
+            if delay_in is not None and me == delay_in:
+                time.sleep(0.02)
+            log.append(("ran", me, chunk))
+            return np.float32(chunk) / 3      # a result whose sum depends on order
+        return run, lambda: log.append(("released", me))
+    return make_worker
+
+
+@pytest.mark.parametrize("n_threads, n_chunks", [(1, 6), (2, 6), (3, 7), (3, 2), (2, 1)])
+def test_map_gemm_chunks_runs_every_chunk_once_and_returns_them_in_order(threads,
+                                                                        n_threads, n_chunks):
+    threads(n_threads)
+    log = []
+    results = parallel.map_gemm_chunks(_chunk_worker(log), list(range(n_chunks)))
+    assert results == [np.float32(i) / 3 for i in range(n_chunks)]
+    ran = sorted(chunk for event, _, *chunk in log if event == "ran" for chunk in chunk)
+    assert ran == list(range(n_chunks))
+    made = [who for event, who in (e[:2] for e in log) if event == "made"]
+    released = [who for event, who in (e[:2] for e in log) if event == "released"]
+    assert sorted(made) == sorted(released)     # (a pool thread may take two turns)
+    if parallel._blas_controller() is not None:
+        assert 1 <= len(made) <= min(n_threads, n_chunks)
+    else:
+        assert made == [threading.get_ident()]
+
+
+def test_map_gemm_chunks_gives_a_slow_threads_chunks_to_the_others(threads):
+    """While the calling thread is slow, the pool thread takes most chunks; the sum is
+    still taken in chunk order: the same bits as one thread's."""
+    if parallel._blas_controller() is None:
+        pytest.skip("threadpoolctl finds no BLAS library in this process: one thread")
+    threads(2)
+    log = []
+    total = parallel.map_gemm_chunks(_chunk_worker(log, delay_in=threading.get_ident()),
+                                     list(range(40)), combine=lambda a, b: a + b)
+    mine = [e for e in log if e[0] == "ran" and e[1] == threading.get_ident()]
+    assert len(mine) < 20
+    expected = np.float32(0)
+    for i in range(40):
+        expected = expected + np.float32(i) / 3 if i else np.float32(0) / 3
+    assert total == expected and type(total) is type(expected)
+
+
+def test_map_gemm_chunks_runs_blas_single_threaded_and_puts_it_back(threads):
+    pytest.importorskip("threadpoolctl")
+    if parallel._blas_controller() is None:
+        pytest.skip("threadpoolctl finds no BLAS library in this process")
+    threads(2)
+    outside = _blas_threads()
+    inside = parallel.map_gemm_chunks(lambda: ((lambda c: _blas_threads()), lambda: None),
+                                      list(range(4)))
+    assert inside == [1, 1, 1, 1] and _blas_threads() == outside
+
+    def fails(chunk):
+        if chunk == 2:
+            raise ArithmeticError("chunk 2")
+    log = []
+    with pytest.raises(ArithmeticError, match="chunk 2"):
+        parallel.map_gemm_chunks(lambda: (fails, lambda: log.append("released")),
+                                 list(range(4)))
+    assert _blas_threads() == outside and log == ["released", "released"]

@@ -36,10 +36,11 @@ Speed, on top of the GEMMs themselves (each trick is explained where it is used)
 * the scratch buffers are recycled through a small workspace, so every chunk writes
   into memory that is already mapped and in cache;
 * a 1x1 kernel skips im2col altogether;
-* on the CPU the batch is shared out over minidl's threads (set_num_threads), each
-  thread working through its own samples chunk by chunk with single-threaded BLAS
-  (minidl.parallel.map_gemm_blocks): both cores copy and multiply at once, where BLAS
-  alone would split each 64-row product between them and leave the copies to one.
+* on the CPU the chunks go to minidl's threads (set_num_threads), whichever is free
+  taking the next, each with single-threaded BLAS (minidl.parallel.map_gemm_chunks):
+  both cores copy and multiply at once, where BLAS alone would split each 64-row
+  product between them and leave the copies to one; the chunks' weight gradients are
+  added in chunk order, so the result does not depend on which thread did which.
 """
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ from ..function import Function
 from ..grad_mode import is_grad_enabled
 from ..kernels import im2col as im2col_kernels
 from ..kernels import use_kernels
-from ..parallel import map_gemm_blocks
+from ..parallel import get_num_threads, map_gemm_blocks, map_gemm_chunks
 from ..tensor import Tensor
 
 __all__ = ["im2col", "col2im", "conv2d", "conv_transpose2d", "Conv2d", "ConvTranspose2d",
@@ -600,7 +601,7 @@ def _sample_chunks(xp, N: int, pixels_per_sample: int, copy_values_per_sample: i
 
 # A conv whose GEMM has fewer rows (output channels per group) than SHARED_MIN_ROWS and a
 # shorter shared dimension (C/groups*kh*kw) than SHARED_MIN_DEPTH is left to BLAS's own
-# threads instead of being shared out over minidl's; see _over_samples.
+# threads instead of being shared out over minidl's; see _is_shared.
 SHARED_MIN_ROWS = 32
 SHARED_MIN_DEPTH = 256
 
@@ -613,21 +614,25 @@ def _weight_gradient_operands(gy_rows, cols, direct: bool) -> tuple:
     return cols, gy_rows.transpose(0, 2, 1)
 
 
+def _add_into_first(total, part):
+    total += part
+    return total
+
+
 def _sum_in_order(shares: list):
     """The shares' weight-gradient sums added in sample order, into the first: the same
     bits on every run at a given thread count."""
     total = shares[0]
     for share in shares[1:]:
-        total += share
+        total = _add_into_first(total, share)
     return total
 
 
-def _over_samples(xp, fn, N: int, weight_shape) -> list:
-    """[fn(samples) for each thread's share of range(N)]: ``fn`` writes only its own
-    samples of any result.
+def _is_shared(xp, weight_shape) -> bool:
+    """Whether a conv's batch is worked through by all of minidl's threads, each running
+    its BLAS calls single-threaded (minidl.parallel), or in the calling thread alone.
 
-    On the CPU each minidl thread takes a share of the batch and runs its BLAS calls
-    single-threaded (map_gemm_blocks). Measured on 2 cores in interleaved A/B runs: the
+    Measured on 2 cores in interleaved A/B runs, shares against BLAS's own threads: the
     CIFAR ResNet-18 step at batch 32 took 0.81-0.90x the time. Its 3x3 convolutions'
     backward took 0.86-0.94x, and its BatchNorm layers 0.6x: OpenBLAS's idle workers spin
     for ~0.1 s after each multi-threaded call, on the core that BatchNorm's second thread
@@ -636,11 +641,56 @@ def _over_samples(xp, fn, N: int, weight_shape) -> list:
     The exception is a conv with both few rows and a short shared dimension, such as
     LeNet-5's (6 x 25 and 16 x 150): it moves more memory than it computes, and its step
     took 1.18-1.5x the time in shares. (``weight_shape``: (O, C/groups, kh, kw), with
-    ``groups`` folded in by the caller as O/groups.) On a GPU the whole batch is one
-    share.
+    ``groups`` folded in by the caller as O/groups.) On a GPU the batch stays whole.
     """
     rows, depth = weight_shape[0], int(np.prod(weight_shape[1:]))
-    if xp is np and (rows >= SHARED_MIN_ROWS or depth >= SHARED_MIN_DEPTH):
+    return xp is np and (rows >= SHARED_MIN_ROWS or depth >= SHARED_MIN_DEPTH)
+
+
+def _batch_chunks(xp, N: int, pixels_per_sample: int, copy_values_per_sample: int,
+                  weight_shape) -> list:
+    """_sample_chunks, cut finer where needed so that a shared conv has at least one
+    chunk per thread (ResNet's 8x8 and 4x4 maps at batch 32: two chunks of 16)."""
+    chunks = _sample_chunks(xp, N, pixels_per_sample, copy_values_per_sample)
+    threads = get_num_threads()
+    if len(chunks) < threads and _is_shared(xp, weight_shape):
+        step = -(-N // threads)
+        chunks = [slice(n0, min(N, n0 + step)) for n0 in range(0, N, step)] or chunks
+    return chunks
+
+
+def _over_chunks(xp, make_worker, chunks: list, weight_shape, combine=None):
+    """map_gemm_chunks(make_worker, chunks, combine) for a shared conv (_is_shared); else
+    the same, chunk after chunk in the calling thread, on BLAS's own threads.
+
+    Chunks, not one fixed share per thread, go to the threads: whichever thread is free
+    takes the next one. Measured against fixed shares (2 threads, interleaved rounds,
+    median of paired ratios): the issue's conv (32, 64, 32, 32) 3x3 forward 0.86x the
+    time, forward+backward 0.92-0.96x, the CIFAR ResNet-18 step 0.977-0.982x. On this
+    2-vCPU virtual machine the two threads rarely run at the same speed for long, and
+    with fixed shares the faster one then waited 2-6 ms a call for the other.
+    """
+    if _is_shared(xp, weight_shape):
+        return map_gemm_chunks(make_worker, chunks, combine)
+    run, release = make_worker()
+    try:
+        results = [run(chunk) for chunk in chunks]
+    finally:
+        release()
+    if combine is None:
+        return results
+    total = results[0]
+    for result in results[1:]:
+        total = combine(total, result)
+    return total
+
+
+def _over_samples(xp, fn, N: int, weight_shape) -> list:
+    """[fn(samples) for each thread's share of range(N)] for a shared conv (_is_shared),
+    each share in its own thread (map_gemm_blocks); else [fn(slice(0, N))]. The 1x1
+    convs' path, which has no chunks: ``fn`` writes only its own samples of any result.
+    """
+    if _is_shared(xp, weight_shape):
         return map_gemm_blocks(fn, N)
     return [fn(slice(0, N))]
 
@@ -659,7 +709,7 @@ class Conv2d(Function):
     backward  gW_g = sum over chunks of gy_g @ cols_g^T;  gb[o] = sum_{n, i, j} gy[n, o, i, j];
               gx = col2im(gcols), gcols_g = W_g^T @ gy_g; for stride 1 the same gx is
               computed as a convolution of gy with the flipped kernel, which is faster,
-              and gW from that convolution's columns of gy (see backward_samples).
+              and gW from that convolution's columns of gy (see make_worker).
 
     Saved for backward: ``x`` when the weight gradient will be wanted (``save_input``):
     backward rebuilds each chunk's columns from it (for stride 1 it needs only x itself,
@@ -718,22 +768,18 @@ class Conv2d(Function):
         if row_shift:
             w3 = _kernel_rows_first(weight)
 
-        def forward_samples(samples):
-            # im2col + GEMM of x[samples], one chunk after another, into y[samples]
-            xs, ys = x[samples], y[samples]
-            chunks = _sample_chunks(xp, xs.shape[0], OH * OW, Cg * G * OH * OW)
+        chunks = _batch_chunks(xp, N, OH * OW, Cg * G * OH * OW, (O // G, Cg, kh, kw))
+
+        def make_worker():
+            """im2col + GEMM of one chunk after another into y, in one thread's buffers."""
             if row_shift:       # kernel rows as GEMM rows: kw copies, not kh*kw
                 conv = _RowShiftConv(x.shape, chunks[0].stop, (kh, kw), self.padding,
                                      self.dilation, (OH, OW), x.dtype)
-                for chunk in chunks:
-                    conv(xs[chunk], w3, ys[chunk], bias)
-                conv.release()
-                return
-            columns = self._chunk_columns(x.shape, chunks, x.dtype, xp)
-            for chunk in chunks:
-                _matmul_to_nchw(w_rows, columns(xs[chunk]), ys[chunk], bias)
-            columns.release()
-        _over_samples(xp, forward_samples, N, (O // G, Cg, kh, kw))
+                return (lambda chunk: conv(x[chunk], w3, y[chunk], bias)), conv.release
+            columns = self._chunk_columns(x.shape, chunks[0].stop, x.dtype, xp)
+            return (lambda chunk: _matmul_to_nchw(w_rows, columns(x[chunk]), y[chunk], bias),
+                    columns.release)
+        _over_chunks(xp, make_worker, chunks, (O // G, Cg, kh, kw))
         if self.save_input:
             self.x = x
         return y
@@ -772,7 +818,7 @@ class Conv2d(Function):
         # So with few columns gW is written in W's layout: the CIFAR ResNet-18 step at
         # batch 32 went from 1685 to 1404 ms (2 threads; all layers so: 1470 ms).
         gw_direct = N * OH * OW <= GW_DIRECT_COLUMNS
-        # When gy's columns are built for gx, they give gW too (see backward_samples).
+        # When gy's columns are built for gx, they give gW too (see make_worker).
         gw_from_gy_columns = wants_w and wants_x and as_convolution
         if wants_x:
             gx = xp.empty(self.x_shape, dtype=gy.dtype)
@@ -799,38 +845,30 @@ class Conv2d(Function):
         else:
             gx_row_shift = False
 
-        def backward_samples(samples):
-            """gx[samples], and this share's part of the weight gradient."""
-            gys = gy[samples]
-            xs = self.x[samples] if wants_w else None       # x is kept only for gW
-            gxs = gx[samples] if wants_x else None
-            # The copies of x (and col2im's adds) move C*OH*OW values per sample, those
-            # of gy O*H*W: the chunk is sized for the smaller.
-            chunks = _sample_chunks(xp, gys.shape[0], max(OH * OW, H * W),
-                                    min(C * OH * OW, O * H * W))
-            # This share's weight gradient: the first chunk's product, then a running sum
-            # (no zero-filled start, and later products into one reused buffer: on
-            # ResNet's 512-channel layers each is 9.4 MB).
-            gw_rows = gw_chunk = None
+        # The copies of x (and col2im's adds) move C*OH*OW values per sample, those of gy
+        # O*H*W: the chunks are sized for the smaller.
+        chunks = _batch_chunks(xp, N, max(OH * OW, H * W), min(C * OH * OW, O * H * W),
+                               (O // G, Cg, kh, kw))
 
-            def add_weight_gradient(a, b):
-                nonlocal gw_rows, gw_chunk
-                if gw_rows is None:
-                    gw_rows = xp.matmul(a, b)
-                else:
-                    if gw_chunk is None:
-                        gw_chunk = xp.empty_like(gw_rows)
-                    gw_rows += xp.matmul(a, b, out=gw_chunk)
-
+        def make_worker():
+            """A function that computes gx[chunk] and returns the chunk's part of the
+            weight gradient, in one thread's buffers; and the one that gives them back."""
+            n_max = chunks[0].stop
+            x_columns = gx_conv = gy_columns = None
             if wants_w and not gw_from_gy_columns:
-                x_columns = self._chunk_columns(self.x_shape, chunks, gy.dtype, xp)
+                x_columns = self._chunk_columns(self.x_shape, n_max, gy.dtype, xp)
             if gx_row_shift:
-                gx_conv = _RowShiftConv(gy.shape, chunks[0].stop, (kh, kw), flipped_pads,
+                gx_conv = _RowShiftConv(gy.shape, n_max, (kh, kw), flipped_pads,
                                         self.dilation, (H, W), gy.dtype)
             elif wants_x and as_convolution:
-                gy_columns = _ChunkColumns(gy.shape, chunks[0].stop, (kh, kw), (1, 1),
-                                           flipped_pads, self.dilation, G, gy.dtype, xp)
-            for chunk in chunks:
+                gy_columns = _ChunkColumns(gy.shape, n_max, (kh, kw), (1, 1), flipped_pads,
+                                           self.dilation, G, gy.dtype, xp)
+
+            def run(chunk):
+                gys = gy[chunk]
+                xs = self.x[chunk] if wants_w else None       # x is kept only for gW
+                gxs = gx[chunk] if wants_x else None
+                gw_part = None
                 if gx_row_shift:
                     # gx as the flipped-kernel convolution of the next branch, with the
                     # kernel rows as GEMM rows (_RowShiftConv). Its columns hold
@@ -839,54 +877,53 @@ class Conv2d(Function):
                     #   G[p, (q, o), c] = sum_{h,s,w} columns[(q, o), (h + p*dh, s, w)]
                     #                                 * x[s, c, h, w]:
                     # kh products with the columns shifted down by p*dh rows.
-                    gx_conv(gys[chunk], w3_flip, gxs[chunk])
+                    gx_conv(gys, w3_flip, gxs)
                     if gw_from_gy_columns:
-                        x_chunk = xs[chunk]
-                        n = x_chunk.shape[0]
-                        x_rows = (x_chunk.reshape(C, H * W) if n == 1 else
-                                  xp.ascontiguousarray(x_chunk.transpose(1, 2, 0, 3))
+                        n = xs.shape[0]
+                        x_rows = (xs.reshape(C, H * W) if n == 1 else
+                                  xp.ascontiguousarray(xs.transpose(1, 2, 0, 3))
                                   .reshape(C, H * n * W))   # (C, (h, s, w)), as columns
-                        add_weight_gradient(gx_conv.kernel_row_views(H), x_rows.T)
+                        gw_part = xp.matmul(gx_conv.kernel_row_views(H), x_rows.T)
                 elif wants_x and as_convolution:
                     # gx[n, c, h, w] = sum_{o,p,q} gy[n, o, h + pt - p*dh, w + pl - q*dw]
                     # W[o,c,p,q] is a cross-correlation of gy, padded by d*(k-1) - p, with
                     # the kernel flipped in space and transposed in channels: im2col + a
                     # GEMM whose shared dimension is O*kh*kw, instead of a GEMM that writes
                     # gcols (C*kh*kw, n*H*W) and a col2im that adds it back up.
-                    gy_cols = gy_columns(gys[chunk])            # (G, O/G*kh*kw, n*H*W)
-                    _matmul_to_nchw(w_flip, gy_cols, gxs[chunk])
+                    gy_cols = gy_columns(gys)                   # (G, O/G*kh*kw, n*H*W)
+                    _matmul_to_nchw(w_flip, gy_cols, gxs)
                     if gw_from_gy_columns:
                         # The same columns give the weight gradient, kernel flipped:
                         # gW[o, c, p, q] = sum_{h,w} x[c, h, w] gy[o, h + pt - p*dh, ...]
                         #                = (gy_cols @ x_rows^T)[(o, kh-1-p, kw-1-q), c],
                         # so x needs no columns at all.
-                        add_weight_gradient(gy_cols, _nchw_to_rows(xs[chunk], G)
-                                            .transpose(0, 2, 1))
+                        gw_part = xp.matmul(gy_cols, _nchw_to_rows(xs, G).transpose(0, 2, 1))
                     gy_cols = None      # a view of gy_columns' buffer: see release()
                 if (wants_w and not gw_from_gy_columns) or (wants_x and not as_convolution):
-                    gy_rows = _nchw_to_rows(gys[chunk], G)          # (G, O/G, n*OH*OW)
+                    gy_rows = _nchw_to_rows(gys, G)                 # (G, O/G, n*OH*OW)
                 if wants_w and not gw_from_gy_columns:
-                    add_weight_gradient(*_weight_gradient_operands(
-                        gy_rows, x_columns(xs[chunk]), gw_direct))
+                    gw_part = xp.matmul(*_weight_gradient_operands(
+                        gy_rows, x_columns(xs), gw_direct))
                 if wants_x and not as_convolution:
                     n = gy_rows.shape[2] // (OH * OW)
                     gcols = _WORKSPACE.empty((G, Cg * kh * kw, n * OH * OW), gy.dtype, xp)
                     xp.matmul(w_rows.transpose(0, 2, 1), gy_rows, out=gcols)
-                    gxs[chunk] = col2im(gcols.reshape(G * Cg, kh, kw, n, OH, OW).transpose(
+                    gxs[...] = col2im(gcols.reshape(G * Cg, kh, kw, n, OH, OW).transpose(
                         3, 0, 1, 2, 4, 5), (n, C, H, W), (kh, kw), self.stride,
                         self.padding, self.dilation)
                     _WORKSPACE.give(gcols)
-            if wants_w and not gw_from_gy_columns:
-                x_columns.release()
-            if gx_row_shift:
-                gx_conv.release()
-            elif wants_x and as_convolution:
-                gy_columns.release()
-            return gw_rows
+                return gw_part
 
-        gw_shares = _over_samples(xp, backward_samples, N, (O // G, Cg, kh, kw))
+            def release():
+                for buffers in (x_columns, gx_conv, gy_columns):
+                    if buffers is not None:
+                        buffers.release()
+            return run, release
+
+        # The chunks' weight gradients are added up in chunk order (see map_gemm_chunks).
+        gw_rows = _over_chunks(xp, make_worker, chunks, (O // G, Cg, kh, kw),
+                               combine=_add_into_first if wants_w else None)
         if wants_w:
-            gw_rows = _sum_in_order(gw_shares)
             if gw_from_gy_columns and gx_row_shift:     # G (kh, kw*O, C), kernel flipped
                 gw = xp.ascontiguousarray(gw_rows.reshape(kh, kw, O, C)[::-1, ::-1]
                                           .transpose(2, 3, 0, 1))
@@ -899,8 +936,8 @@ class Conv2d(Function):
                     O, Cg, kh, kw)
         return (gx, gw, gb) if len(self.needs_input_grad) == 3 else (gx, gw)
 
-    def _chunk_columns(self, x_shape, chunks, dtype, xp):
-        return _ChunkColumns(x_shape, chunks[0].stop, self.weight.shape[2:], self.stride,
+    def _chunk_columns(self, x_shape, chunk_n, dtype, xp):
+        return _ChunkColumns(x_shape, chunk_n, self.weight.shape[2:], self.stride,
                              self.padding, self.dilation, self.groups, dtype, xp)
 
     def _backward_pointwise(self, xp, gy, wants_x, wants_w):
