@@ -92,6 +92,12 @@ def test_batch_norm_threads_do_not_change_float32_results(threads, shape):
 
 
 # ---- map_gemm_blocks: shares in threads, BLAS single-threaded meanwhile ------------------
+def _needs_settable_blas():
+    pytest.importorskip("threadpoolctl")
+    if parallel._blas_controller() is None:
+        pytest.skip("threadpoolctl finds no BLAS library in this process")
+
+
 def _blas_threads():
     """NumPy's BLAS thread count as threadpoolctl reads it, or None without it."""
     blas = parallel._blas_controller()
@@ -100,9 +106,7 @@ def _blas_threads():
 
 @pytest.mark.parametrize("n_threads, size", [(2, 10), (3, 10), (3, 2), (2, 1), (1, 10)])
 def test_map_gemm_blocks_runs_blas_single_threaded_in_its_shares(threads, n_threads, size):
-    pytest.importorskip("threadpoolctl")
-    if parallel._blas_controller() is None:
-        pytest.skip("threadpoolctl finds no BLAS library in this process")
+    _needs_settable_blas()
     threads(n_threads)
     outside = _blas_threads()
     blocks = parallel.map_gemm_blocks(
@@ -120,9 +124,7 @@ def test_map_gemm_blocks_runs_blas_single_threaded_in_its_shares(threads, n_thre
 
 
 def test_map_gemm_blocks_puts_blas_threads_back_after_an_exception(threads):
-    pytest.importorskip("threadpoolctl")
-    if parallel._blas_controller() is None:
-        pytest.skip("threadpoolctl finds no BLAS library in this process")
+    _needs_settable_blas()
     threads(2)
     outside = _blas_threads()
     with pytest.raises(ArithmeticError, match="second block"):
@@ -144,9 +146,7 @@ def test_map_gemm_blocks_calls_in_two_threads_share_one_blas_limit(threads):
     """Thread B's call starts inside thread A's and ends after it: BLAS stays
     single-threaded until B is done too, and then has all its threads back (with a
     limit each, B would put back the "1" it found when it started)."""
-    pytest.importorskip("threadpoolctl")
-    if parallel._blas_controller() is None:
-        pytest.skip("threadpoolctl finds no BLAS library in this process")
+    _needs_settable_blas()
     threads(2)
     outside = _blas_threads()
     b_inside, a_done = threading.Event(), threading.Event()
@@ -246,9 +246,7 @@ def test_map_gemm_chunks_gives_a_slow_threads_chunks_to_the_others(threads):
 
 
 def test_map_gemm_chunks_runs_blas_single_threaded_and_puts_it_back(threads):
-    pytest.importorskip("threadpoolctl")
-    if parallel._blas_controller() is None:
-        pytest.skip("threadpoolctl finds no BLAS library in this process")
+    _needs_settable_blas()
     threads(2)
     outside = _blas_threads()
     inside = parallel.map_gemm_chunks(lambda: ((lambda c: _blas_threads()), lambda: None),
