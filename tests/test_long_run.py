@@ -200,6 +200,36 @@ def test_keyboard_interrupt_mid_epoch_keeps_the_last_checkpoint(tmp_path):
     assert os.listdir(tmp_path) == ["ckpt.npz"]
 
 
+def test_keyboard_interrupt_inside_zipfile_open_stays_a_keyboard_interrupt(tmp_path,
+                                                                          monkeypatch):
+    """A Ctrl-C that lands inside ZipFile.open, once the archive has marked a member open
+    but before the member exists: KeyboardInterrupt comes out (not zipfile's "Can't close
+    the ZIP file" ValueError), the last checkpoint stays, no temporary file remains, and
+    nothing is printed about an archive that could not be closed."""
+    import gc
+    import zipfile
+    path = tmp_path / "ckpt.npz"
+    real = zipfile.ZipFile._open_to_write
+    opens = {"n": 0}
+
+    def interrupted_open(self, zinfo, force_zip64=False):
+        opens["n"] += 1
+        if opens["n"] == 30:                  # inside the third or fourth checkpoint
+            self._writing = True              # as the real method does, first
+            raise KeyboardInterrupt
+        return real(self, zinfo, force_zip64)
+
+    monkeypatch.setattr(zipfile.ZipFile, "_open_to_write", interrupted_open)
+    with pytest.raises(KeyboardInterrupt):
+        _fit_with_checkpoint(path, 10)
+    monkeypatch.undo()
+    gc.collect()                              # ZipFile.__del__ must not complain either
+    ckpt = load(path)
+    assert ckpt["epoch"] >= 1
+    tiny_cnn().load_state_dict(ckpt["model"])
+    assert os.listdir(tmp_path) == ["ckpt.npz"]
+
+
 def test_keyboard_interrupt_while_writing_a_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "ckpt.npz"
     real = np.lib.format.write_array

@@ -85,11 +85,15 @@ def save(obj, path) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
                      0o666)
         with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED,
-                                 allowZip64=True) as zf:
+            zf = zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
+            try:
                 _write_array(zf, _HEADER, header_bytes)
                 for key, array in arrays.items():
                     _write_array(zf, key, array)
+            except BaseException:
+                _abandon(zf)
+                raise
+            zf.close()
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -107,6 +111,24 @@ def _path_arg(op: str, path) -> str:
         raise TypeError(f"{op}: path must be a str, bytes or os.PathLike, got "
                         f"{type(path).__name__} {path!r}")
     return os.fspath(path)
+
+
+def _abandon(zf: zipfile.ZipFile) -> None:
+    """Let go of an archive whose writing failed (its file is about to be removed),
+    without masking the failure.
+
+    A Ctrl-C can land inside ``zf.open(name, "w")`` after the archive has marked a member
+    as open but before the member exists to be closed. ``ZipFile.close`` (which its
+    ``with`` block would call) then raises "Can't close the ZIP file while there is an
+    open writing handle", and that ValueError replaced the KeyboardInterrupt: ``fit``
+    could not stop cleanly (seen once in CI's SIGINT test). Here close() is tried, and
+    if it refuses, the archive drops its file (``fp = None``, which is what close() ends
+    with), so that neither it nor the garbage collector writes anything more.
+    """
+    try:
+        zf.close()
+    except ValueError:
+        zf.fp = None
 
 
 def _write_array(zf: zipfile.ZipFile, key: str, array: np.ndarray) -> None:
