@@ -261,3 +261,26 @@ def test_map_gemm_chunks_runs_blas_single_threaded_and_puts_it_back(threads):
         parallel.map_gemm_chunks(lambda: (fails, lambda: log.append("released")),
                                  list(range(4)))
     assert _blas_threads() == outside and log == ["released", "released"]
+
+
+# ---- elementwise ops on blocks in threads ----------------------------------------------------
+@pytest.mark.parametrize("n_threads", [1, 2, 3])
+def test_relu_add_mul_on_threads_match_numpy(threads, n_threads):
+    """ReLU, Add and Mul split a large array into blocks on minidl's threads (above
+    THREADED_MIN_SIZE values): the same values as NumPy's one call, and gradients too;
+    a transposed (non-contiguous) operand takes the one-call path."""
+    from minidl.ops import elementwise
+    threads(n_threads)
+    rng = np.random.default_rng(0)
+    shape = (3, 16, 80, 80)                 # 307,200 values
+    assert np.prod(shape) >= elementwise.THREADED_MIN_SIZE
+    a, b = (rng.standard_normal(shape).astype(np.float32) for _ in range(2))
+    ta, tb = md.tensor(a, requires_grad=True), md.tensor(b, requires_grad=True)
+    y = md.relu(ta) * tb + ta
+    assert np.array_equal(y.numpy(), np.maximum(a, 0) * b + a)
+    y.backward(md.ones(shape))
+    assert np.array_equal(ta.grad.numpy(), (a > 0) * b + 1)
+    assert np.array_equal(tb.grad.numpy(), np.maximum(a, 0))
+    at = a.transpose(0, 1, 3, 2)
+    assert np.array_equal(md.relu(md.tensor(at)).numpy(), np.maximum(at, 0))
+    assert np.array_equal((md.tensor(at) + md.tensor(at)).numpy(), at + at)

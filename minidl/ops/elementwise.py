@@ -15,7 +15,39 @@ from ..backend import get_array_module
 from ..function import Function
 from ..kernels import activation as act_kernels
 from ..kernels import use_kernels
+from ..parallel import get_num_threads, map_blocks
 from ..tensor import Tensor, as_tensor_like
+
+# A NumPy array of at least this many values is worked on in blocks, one per minidl
+# thread (see _on_threads).
+THREADED_MIN_SIZE = 1 << 18
+
+
+def _on_threads(a, *others) -> bool:
+    """Whether an elementwise pass over ``a`` (and same-shape ``others``) is split into
+    blocks of the flattened arrays on minidl's threads.
+
+    NumPy runs an elementwise ufunc on one core, and on large arrays one core's memory
+    stream is the limit. Measured on 2 cores: ReLU and an add on (32, 64, 32, 32) 3.1
+    against 5.7 ms; the CIFAR ResNet-18 step (ReLU, its backward gy * mask, the residual
+    adds) 0.987x and 0.994x the time (interleaved rounds, median of paired ratios).
+    """
+    return type(a) is np.ndarray and a.size >= THREADED_MIN_SIZE and \
+        get_num_threads() > 1 and a.flags.c_contiguous and \
+        all(type(o) is np.ndarray and o.shape == a.shape and o.flags.c_contiguous
+            for o in others)
+
+
+def _binary(ufunc, a, b):
+    """ufunc(a, b), on blocks of the flattened arrays in minidl's threads when they are
+    large and of one shape (_on_threads)."""
+    if not _on_threads(a, b):
+        return ufunc(a, b)
+    out = np.empty(a.shape, dtype=np.result_type(a, b))
+    flat_a, flat_b, flat_out = a.reshape(-1), b.reshape(-1), out.reshape(-1)
+    map_blocks(lambda s: ufunc(flat_a[s], flat_b[s], out=flat_out[s]), a.size,
+               THREADED_MIN_SIZE // 2)
+    return out
 
 
 def _pair(a, b, op=""):
@@ -58,7 +90,7 @@ class Add(Function):
     saves_inputs = False      # backward needs the shapes only
 
     def forward(self, a, b):
-        return a + b
+        return _binary(np.add, a, b)
 
     def backward(self, gy):
         a, b = self.inputs
@@ -83,7 +115,7 @@ class Mul(Function):
     backward_on_tensors = True
 
     def forward(self, a, b):
-        return a * b
+        return _binary(np.multiply, a, b)
 
     def backward(self, gy):
         a, b = self.inputs
@@ -248,8 +280,19 @@ class ReLU(Function):
 
     def forward(self, x):
         xp = get_array_module(x)
-        self.mask = x > 0
-        return xp.maximum(x, xp.zeros((), dtype=x.dtype))
+        zero = xp.zeros((), dtype=x.dtype)
+        if not _on_threads(x):
+            self.mask = x > 0
+            return xp.maximum(x, zero)
+        # both passes on each block in turn, in minidl's threads (see _on_threads)
+        self.mask, y = np.empty(x.shape, dtype=bool), np.empty_like(x)
+        flat_x, flat_mask, flat_y = x.reshape(-1), self.mask.reshape(-1), y.reshape(-1)
+
+        def block(s):
+            np.greater(flat_x[s], zero, out=flat_mask[s])
+            np.maximum(flat_x[s], zero, out=flat_y[s])
+        map_blocks(block, x.size, THREADED_MIN_SIZE // 2)
+        return y
 
     def backward(self, gy):
         return gy * Tensor._wrap(self.mask)     # float * bool keeps gy's float dtype
