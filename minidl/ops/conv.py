@@ -771,7 +771,8 @@ class Conv2d(Function):
         chunks = _batch_chunks(xp, N, OH * OW, Cg * G * OH * OW, (O // G, Cg, kh, kw))
 
         def make_worker():
-            """im2col + GEMM of one chunk after another into y, in one thread's buffers."""
+            """(run, release) for one thread: run(chunk) writes y[chunk] by im2col + GEMM
+            into this thread's buffers; release() gives them back (map_gemm_chunks)."""
             if row_shift:       # kernel rows as GEMM rows: kw copies, not kh*kw
                 conv = _RowShiftConv(x.shape, chunks[0].stop, (kh, kw), self.padding,
                                      self.dilation, (OH, OW), x.dtype)
@@ -851,8 +852,9 @@ class Conv2d(Function):
                                (O // G, Cg, kh, kw))
 
         def make_worker():
-            """A function that computes gx[chunk] and returns the chunk's part of the
-            weight gradient, in one thread's buffers; and the one that gives them back."""
+            """(run, release) for one thread: run(chunk) writes gx[chunk] and returns the
+            chunk's part of the weight gradient, using this thread's buffers; release()
+            gives them back (map_gemm_chunks)."""
             n_max = chunks[0].stop
             x_columns = gx_conv = gy_columns = None
             if wants_w and not gw_from_gy_columns:
