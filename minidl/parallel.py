@@ -156,7 +156,7 @@ def map_gemm_blocks(fn, size: int, min_block: int = 1) -> list:
         return map_blocks(fn, size, min_block)
 
 
-def map_gemm_chunks(make_worker, chunks: list, combine=None):
+def map_gemm_chunks(make_worker, chunks: list, combine=None, share: bool = True):
     """Run a worker over every chunk of a batch, in get_num_threads() threads that each
     take the next unclaimed chunk whenever they are free, BLAS single-threaded meanwhile.
 
@@ -173,7 +173,7 @@ def map_gemm_chunks(make_worker, chunks: list, combine=None):
     (the machine is shared, the other thread was scheduled first), the other takes more
     of the chunks instead of waiting for it at the end. As map_gemm_blocks, without
     threadpoolctl or with one thread everything runs in the calling thread, on BLAS's
-    own threads.
+    own threads; so it does with ``share=False`` (work that gains nothing from sharing).
     """
     chunks = list(chunks)
     results = {}
@@ -211,7 +211,7 @@ def map_gemm_chunks(make_worker, chunks: list, combine=None):
 
     blas = _blas_controller()
     threads = min(get_num_threads(), len(chunks))
-    if blas is None or threads < 2 or _in_pool.active:
+    if not share or blas is None or threads < 2 or _in_pool.active:
         work()
     else:
         with _single_threaded_blas(blas):

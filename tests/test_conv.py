@@ -330,9 +330,10 @@ def test_conv2d_shares_of_the_batch_on_threads_give_the_same_numbers(device, mon
         shares.append(("shares", len(results)))
         return results
 
-    def counted_workers(make_worker, chunks, combine=None):
+    def counted_workers(make_worker, chunks, combine=None, share=True):
         workers = []
-        result = chunk_out(lambda: workers.append(1) or make_worker(), chunks, combine)
+        result = chunk_out(lambda: workers.append(1) or make_worker(), chunks, combine,
+                           share)
         shares.append(("threads with chunks", len(workers)))
         return result
     monkeypatch.setattr(conv_ops, "map_gemm_blocks", counted)
@@ -401,9 +402,12 @@ def test_conv2d_shares_only_convs_that_gain(monkeypatch, channels, kernel, share
     parallel.set_num_threads(2)
     calls = []
     chunk_out = conv_ops.map_gemm_chunks
-    monkeypatch.setattr(conv_ops, "map_gemm_chunks",
-                        lambda make_worker, chunks, combine=None: calls.append(len(chunks))
-                        or chunk_out(make_worker, chunks, combine))
+
+    def counted(make_worker, chunks, combine=None, share=True):
+        if share:
+            calls.append(len(chunks))
+        return chunk_out(make_worker, chunks, combine, share)
+    monkeypatch.setattr(conv_ops, "map_gemm_chunks", counted)
     try:
         (c, o), k = channels, kernel
         run_conv("cpu", rand((4, c, 8, 8), 0), rand((o, c, k, k), 1), None,

@@ -284,3 +284,14 @@ def test_relu_add_mul_on_threads_match_numpy(threads, n_threads):
     at = a.transpose(0, 1, 3, 2)
     assert np.array_equal(md.relu(md.tensor(at)).numpy(), np.maximum(at, 0))
     assert np.array_equal((md.tensor(at) + md.tensor(at)).numpy(), at + at)
+
+
+def test_map_gemm_chunks_not_shared_runs_here_on_blas_threads(threads):
+    """share=False (a conv too small to gain from sharing): every chunk in the calling
+    thread, in order, with BLAS's own thread count."""
+    threads(2)
+    outside = _blas_threads()
+    seen = parallel.map_gemm_chunks(
+        lambda: ((lambda c: (c, threading.get_ident(), _blas_threads())), lambda: None),
+        list(range(5)), share=False)
+    assert seen == [(c, threading.get_ident(), outside) for c in range(5)]

@@ -660,8 +660,8 @@ def _batch_chunks(xp, N: int, pixels_per_sample: int, copy_values_per_sample: in
 
 
 def _over_chunks(xp, make_worker, chunks: list, weight_shape, combine=None):
-    """map_gemm_chunks(make_worker, chunks, combine) for a shared conv (_is_shared); else
-    the same, chunk after chunk in the calling thread, on BLAS's own threads.
+    """map_gemm_chunks over minidl's threads for a shared conv (_is_shared); else every
+    chunk in the calling thread, on BLAS's own threads.
 
     Chunks, not one fixed share per thread, go to the threads: whichever thread is free
     takes the next one. Measured against fixed shares (2 threads, interleaved rounds,
@@ -670,19 +670,8 @@ def _over_chunks(xp, make_worker, chunks: list, weight_shape, combine=None):
     2-vCPU virtual machine the two threads rarely run at the same speed for long, and
     with fixed shares the faster one then waited 2-6 ms a call for the other.
     """
-    if _is_shared(xp, weight_shape):
-        return map_gemm_chunks(make_worker, chunks, combine)
-    run, release = make_worker()
-    try:
-        results = [run(chunk) for chunk in chunks]
-    finally:
-        release()
-    if combine is None:
-        return results
-    total = results[0]
-    for result in results[1:]:
-        total = combine(total, result)
-    return total
+    return map_gemm_chunks(make_worker, chunks, combine,
+                           share=_is_shared(xp, weight_shape))
 
 
 def _over_samples(xp, fn, N: int, weight_shape) -> list:
