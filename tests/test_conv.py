@@ -678,13 +678,17 @@ def test_conv2d_row_shift_taken_where_it_gains(monkeypatch, C, size, kernel, tak
 
 
 def test_conv2d_row_shift_matches_torch_float32(device):
-    """ResNet's first-stage shape, where the row-shift form is taken by default."""
+    """ResNet's first-stage shape, where the row-shift form is taken by default; with a
+    bias (carried by the GEMM: _kernel_rows_first) and without."""
     torch = pytest.importorskip("torch")
     x, w = rand((3, 64, 32, 32), 0, np.float32), rand((64, 64, 3, 3), 1, np.float32) / 24
-    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
-    ty = torch.nn.functional.conv2d(tx, tw, padding=1)
-    gy = rand(tuple(ty.shape), 2, np.float32)
-    ty.backward(torch.tensor(gy))
-    y, gx, gw, _ = run_conv(device, x, w, None, gy, padding=1)
-    for mine, theirs in ((y, ty), (gx, tx.grad), (gw, tw.grad)):
-        assert_close(mine, theirs, rtol=1e-4, atol=1e-4)
+    for b in (None, rand((64,), 3, np.float32)):
+        tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+        tb = None if b is None else torch.tensor(b, requires_grad=True)
+        ty = torch.nn.functional.conv2d(tx, tw, tb, padding=1)
+        gy = rand(tuple(ty.shape), 2, np.float32)
+        ty.backward(torch.tensor(gy))
+        y, gx, gw, gb = run_conv(device, x, w, b, gy, padding=1)
+        pairs = [(y, ty), (gx, tx.grad), (gw, tw.grad)] + ([] if b is None else [(gb, tb.grad)])
+        for mine, theirs in pairs:
+            assert_close(mine, theirs, rtol=1e-4, atol=1e-4)

@@ -407,10 +407,21 @@ def _row_shift_applies(xp, groups: int, channels: int, kernel: tuple, dilation: 
         dh * (kh - 1) <= ROW_SHIFT_MAX_EXTRA_ROWS * out_h
 
 
-def _kernel_rows_first(weight):
-    """W (O, C, kh, kw) as the (kh*O, kw*C) GEMM operand W3[(p, o), (q, c)] = W[o, c, p, q]."""
+def _kernel_rows_first(weight, bias=None):
+    """W (O, C, kh, kw) as the (kh*O, kw*C) GEMM operand W3[(p, o), (q, c)] = W[o, c, p, q].
+
+    With ``bias`` (O,), W3 gets one more column, b in the rows of p = 0 and 0 in the
+    others: the bias as the weight of an input that is always 1 (_RowShiftConv's columns
+    then end with a row of ones), so the GEMM adds it and y needs no pass of its own.
+    """
     O, C, kh, kw = weight.shape
-    return np.ascontiguousarray(weight.transpose(2, 0, 3, 1)).reshape(kh * O, kw * C)
+    w3 = weight.transpose(2, 0, 3, 1).reshape(kh * O, kw * C)
+    if bias is None:
+        return np.ascontiguousarray(w3)
+    with_bias = np.zeros((kh * O, kw * C + 1), dtype=weight.dtype)
+    with_bias[:, :-1] = w3
+    with_bias[:O, -1] = bias
+    return with_bias
 
 
 class _RowShiftConv:
@@ -443,7 +454,7 @@ class _RowShiftConv:
 
     The entries of cols that read padding sit at the same places for every chunk: the
     buffer is zeroed once (per chunk size) and each chunk overwrites only the rest, as in
-    _ChunkColumns. ``columns`` stays valid after the call until the next chunk: conv2d's
+    _ChunkColumns; so is its row of ones when W3 carries the bias (_kernel_rows_first). ``columns`` stays valid after the call until the next chunk: conv2d's
     backward reads the weight gradient from it (see Conv2d.backward).
     """
 
@@ -465,25 +476,32 @@ class _RowShiftConv:
         rows_real = self.rows[1] - self.rows[0]
         self.padded = rows_real < self.Hp or \
             any(cols.stop - cols.start < self.OW for _, cols, _ in self.windows)
-        self.cols_buf = _WORKSPACE.empty((kw * C * self.Hp * chunk_n * self.OW,), dtype, np)
+        # (kw*C + 1 rows: room for the row of ones of a bias)
+        self.cols_buf = _WORKSPACE.empty(((kw * C + 1) * self.Hp * chunk_n * self.OW,),
+                                         dtype, np)
         self.z_buf = None
-        self.zeroed_for = None
+        self.prepared_for = None    # (n, bias row or not) of the zeros and ones in cols
         self.columns = None         # the last chunk's (kw*C, Hp*n*OW) operand
 
-    def __call__(self, x_chunk, w3, out, bias=None) -> None:
+    def __call__(self, x_chunk, w3, out) -> None:
         """out (n, O, OH, OW) = the convolution of x_chunk (n, C, H, W) with W3 (kh*O,
-        kw*C) (see _kernel_rows_first), + bias."""
+        kw*C), or + bias with W3 (kh*O, kw*C + 1) (see _kernel_rows_first)."""
         kh, kw, C, Hp, OH, OW = self.kh, self.kw, self.C, self.Hp, self.OH, self.OW
         n, O = x_chunk.shape[0], w3.shape[0] // kh
-        cols = self.cols_buf[:kw * C * Hp * n * OW].reshape(kw, C, Hp, n, OW)
-        if self.padded and self.zeroed_for != n:    # first chunk, or a shorter last one
-            cols.fill(0)
-            self.zeroed_for = n
+        width = Hp * n * OW
+        rows = w3.shape[1]          # kw*C, + 1 for the bias's row of ones
+        cols = self.cols_buf[:kw * C * width].reshape(kw, C, Hp, n, OW)
+        if self.prepared_for != (n, rows):      # first chunk, or a shorter last one
+            if self.padded:
+                cols.fill(0)
+            if rows > kw * C:
+                self.cols_buf[kw * C * width:rows * width] = 1
+            self.prepared_for = (n, rows)
         r0, r1 = self.rows
         x_rows = x_chunk.transpose(1, 2, 0, 3)      # (C, H, n, W): rows, then samples
         for q, out_cols, x_cols in self.windows:    # kw strided copies
             cols[q, :, r0:r1, :, out_cols] = x_rows[:, :r1 - r0, :, x_cols]
-        self.columns = cols.reshape(kw * C, Hp * n * OW)
+        self.columns = self.cols_buf[:rows * width].reshape(rows, width)
         if self.z_buf is None:      # sized for the largest chunk, the first
             self.z_buf = _WORKSPACE.empty((kh * O * Hp * n * OW,), x_chunk.dtype, np)
         z = self.z_buf[:kh * O * Hp * n * OW].reshape(kh * O, Hp * n * OW)
@@ -498,13 +516,11 @@ class _RowShiftConv:
         np.add(term[0], term[1], out=target)
         for p in range(2, kh):
             target += term[p]
-        if bias is not None:
-            target += bias.reshape(-1, 1, 1, 1)
 
     def kernel_row_views(self, out_rows: int):
         """The columns as kh overlapping (kw*C, out_rows*n*OW) matrices, the p-th starting
         p*d_h rows down: columns[(q, c), (h + p*d_h, s, j)] for h < out_rows."""
-        kw_c, width = self.columns.shape
+        kw_c, width = self.kw * self.C, self.columns.shape[1]
         n_ow = width // self.Hp
         item = self.columns.itemsize
         return np.lib.stride_tricks.as_strided(
@@ -617,6 +633,11 @@ def _weight_gradient_operands(gy_rows, cols, direct: bool) -> tuple:
 def _add_into_first(total, part):
     total += part
     return total
+
+
+def _add_parts(totals: tuple, parts: tuple) -> tuple:
+    """_add_into_first for each pair of a tuple of sums (None: a sum not wanted)."""
+    return tuple(None if t is None else _add_into_first(t, p) for t, p in zip(totals, parts))
 
 
 def _sum_in_order(shares: list):
@@ -755,7 +776,7 @@ class Conv2d(Function):
         row_shift = self.stride == (1, 1) and _row_shift_applies(
             xp, G, Cg, (kh, kw), self.dilation, self.padding, OH)
         if row_shift:
-            w3 = _kernel_rows_first(weight)
+            w3 = _kernel_rows_first(weight, bias)
 
         chunks = _batch_chunks(xp, N, OH * OW, Cg * G * OH * OW, (O // G, Cg, kh, kw))
 
@@ -765,7 +786,7 @@ class Conv2d(Function):
             if row_shift:       # kernel rows as GEMM rows: kw copies, not kh*kw
                 conv = _RowShiftConv(x.shape, chunks[0].stop, (kh, kw), self.padding,
                                      self.dilation, (OH, OW), x.dtype)
-                return (lambda chunk: conv(x[chunk], w3, y[chunk], bias)), conv.release
+                return (lambda chunk: conv(x[chunk], w3, y[chunk])), conv.release
             columns = self._chunk_columns(x.shape, chunks[0].stop, x.dtype, xp)
             return (lambda chunk: _matmul_to_nchw(w_rows, columns(x[chunk]), y[chunk], bias),
                     columns.release)
@@ -787,8 +808,6 @@ class Conv2d(Function):
             gx, gw = self._backward_pointwise(xp, gy, wants_x, wants_w)
             gb = gy.sum(axis=(0, 2, 3)) if wants_b else None
             return (gx, gw, gb) if len(self.needs_input_grad) == 3 else (gx, gw)
-        if wants_b:
-            gb = gy.sum(axis=(0, 2, 3))
         (pt, _), (pl, _) = self.padding
         (dh, dw) = self.dilation
         # The flipped-kernel convolution writes im2col(gy), O*kh*kw x N*H*W; the other
@@ -860,6 +879,8 @@ class Conv2d(Function):
                 xs = self.x[chunk] if wants_w else None       # x is kept only for gW
                 gxs = gx[chunk] if wants_x else None
                 gw_part = None
+                # the chunk's part of gb, summed while its gy is in the cache
+                gb_part = gys.sum(axis=(0, 2, 3)) if wants_b else None
                 if gx_row_shift:
                     # gx as the flipped-kernel convolution of the next branch, with the
                     # kernel rows as GEMM rows (_RowShiftConv). Its columns hold
@@ -903,7 +924,7 @@ class Conv2d(Function):
                         3, 0, 1, 2, 4, 5), (n, C, H, W), (kh, kw), self.stride,
                         self.padding, self.dilation)
                     _WORKSPACE.give(gcols)
-                return gw_part
+                return gw_part, gb_part
 
             def release():
                 for buffers in (x_columns, gx_conv, gy_columns):
@@ -911,9 +932,10 @@ class Conv2d(Function):
                         buffers.release()
             return run, release
 
-        # The chunks' weight gradients are added up in chunk order (see map_gemm_chunks).
-        gw_rows = _over_chunks(xp, make_worker, chunks, (O // G, Cg, kh, kw),
-                               combine=_add_into_first if wants_w else None)
+        # The chunks' weight and bias gradients are added up in chunk order (see
+        # map_gemm_chunks): the same bits at every thread count.
+        gw_rows, gb = _over_chunks(xp, make_worker, chunks, (O // G, Cg, kh, kw),
+                                   combine=_add_parts)
         if wants_w:
             if gw_from_gy_columns and gx_row_shift:     # G (kh, kw*O, C), kernel flipped
                 gw = xp.ascontiguousarray(gw_rows.reshape(kh, kw, O, C)[::-1, ::-1]
