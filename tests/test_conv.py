@@ -692,3 +692,54 @@ def test_conv2d_row_shift_matches_torch_float32(device):
         pairs = [(y, ty), (gx, tx.grad), (gw, tw.grad)] + ([] if b is None else [(gb, tb.grad)])
         for mine, theirs in pairs:
             assert_close(mine, theirs, rtol=1e-4, atol=1e-4)
+
+
+# ---- x's columns kept from forward for the weight gradient ---------------------------------
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("stride, x_grad", [(2, True), (1, False), (2, False)])
+def test_conv2d_keeps_small_columns_for_the_weight_gradient(monkeypatch, n_threads, stride,
+                                                             x_grad):
+    """Columns that backward would rebuild are kept from forward when small: in chunks,
+    over threads, the loop reference's numbers; a second backward (retain_graph) reads
+    them again; and with KEEP_COLUMNS_BYTES = 0 nothing is kept and the numbers agree."""
+    from minidl import parallel
+    from minidl.ops import conv as conv_ops
+    monkeypatch.setattr(conv_ops, "CHUNK_COLUMNS", 20)
+    monkeypatch.setattr(conv_ops, "CHUNK_COPY_VALUES", 1)
+    monkeypatch.setattr(conv_ops, "SHARED_MIN_ROWS", 1)
+    monkeypatch.setattr(conv_ops, "ROW_SHIFT_MIN_DEPTH", 10**9)
+    x, w, b = rand((7, 3, 6, 5), 0), rand((4, 3, 3, 3), 1), rand((4,), 2)
+    y_ref = ref.conv2d_forward(x, w, b, (stride, stride), (1, 1))
+    gy = rand(y_ref.shape, 3)
+    gx_ref, gw_ref, gb_ref = ref.conv2d_backward(x, w, gy, (stride, stride), (1, 1))
+    before = parallel.get_num_threads()
+    parallel.set_num_threads(n_threads)
+    try:
+        for limit, kept in ((1 << 30, True), (0, False)):
+            monkeypatch.setattr(conv_ops, "KEEP_COLUMNS_BYTES", limit)
+            X = md.tensor(x, requires_grad=x_grad)
+            Wt, B = md.tensor(w, requires_grad=True), md.tensor(b, requires_grad=True)
+            y = conv2d(X, Wt, B, stride=stride, padding=1)
+            saved = y._ctx.saved_columns
+            assert (saved is not None and len(saved) > 1) == kept
+            assert_close(y.numpy(), y_ref, rtol=0, atol=1e-10)
+            for _ in range(2):          # the second backward reads the kept columns again
+                X.grad = Wt.grad = B.grad = None
+                y.backward(md.tensor(gy), retain_graph=True)
+                assert_close(Wt.grad.numpy(), gw_ref, rtol=0, atol=1e-10)
+                assert_close(B.grad.numpy(), gb_ref, rtol=0, atol=1e-10)
+                if x_grad:
+                    assert_close(X.grad.numpy(), gx_ref, rtol=0, atol=1e-10)
+    finally:
+        parallel.set_num_threads(before)
+
+
+def test_conv2d_keeps_no_columns_that_backward_does_not_rebuild():
+    """A stride-1 conv whose input needs a gradient takes the weight gradient from gy's
+    columns; one without a weight gradient needs none; neither keeps x's columns."""
+    x = rand((2, 3, 6, 5), 0)
+    w = rand((4, 3, 3, 3), 1)
+    y = conv2d(md.tensor(x, requires_grad=True), md.tensor(w, requires_grad=True), padding=1)
+    assert y._ctx.saved_columns is None
+    y = conv2d(md.tensor(x, requires_grad=True), md.tensor(w), stride=2, padding=1)
+    assert y._ctx.saved_columns is None

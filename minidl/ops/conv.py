@@ -20,7 +20,8 @@ Speed, on top of the GEMMs themselves (each trick is explained where it is used)
 * the batch goes through im2col + GEMM in chunks of a few MB of columns, small enough
   that the columns are still in the CPU cache when the GEMM reads them
   (_sample_chunks); backward rebuilds each chunk's columns from the saved input instead
-  of keeping the whole-batch matrix alive (kh*kw times the size of x);
+  of keeping the whole-batch matrix alive (kh*kw times the size of x), unless that
+  matrix is small (KEEP_COLUMNS_BYTES: LeNet-5's convs, ResNet's stride-2 ones);
 * im2col writes a contiguous (C, kh, kw, n, OH, OW) buffer, channel axis first, so the
   (C*kh*kw, n*OH*OW) GEMM operand is a free reshape, each group's rows are one block,
   and each of the kh*kw copies writes whole rows; the GEMM result (O, n*OH*OW) is
@@ -344,6 +345,7 @@ class _ChunkColumns:
         self.crop = (slice(0, H), slice(0, W))
         self.cols_buf = None
         self.zeroed_for = None      # the chunk size whose padding entries are zero
+        self.last = None            # the last chunk's columns (see take)
         self.windows, self.padded = [], False
         if xp is not np:            # a GPU: im2col.cu does each chunk, nothing to plan
             return
@@ -378,9 +380,19 @@ class _ChunkColumns:
                 cols[:, p, q, :, out_rows, out_columns] = x_cn[:, :, rows, columns]
             cols = cols.transpose(3, 0, 1, 2, 4, 5)
         # The channel-first buffer makes this reshape free.
-        return cols.transpose(1, 2, 3, 0, 4, 5).reshape(G, C // G * kh * kw, n * OH * OW)
+        self.last = cols.transpose(1, 2, 3, 0, 4, 5).reshape(G, C // G * kh * kw, n * OH * OW)
+        return self.last
+
+    def take(self):
+        """The last chunk's columns, to keep: the next chunk gets a buffer of its own."""
+        cols, self.last = self.last, None
+        if self.cols_buf is not None:
+            self.cols_buf = _WORKSPACE.empty(self.cols_buf.shape, self.cols_buf.dtype, self.xp)
+            self.zeroed_for = None
+        return cols
 
     def release(self) -> None:
+        self.last = None            # a view of cols_buf: dropped first (see give)
         buf, self.cols_buf = self.cols_buf, None
         if buf is not None:
             _WORKSPACE.give(buf)
@@ -588,6 +600,9 @@ CHUNK_COPY_VALUES = 1 << 16
 # The weight gradient is written straight in W's layout when the whole product has at
 # most this many GEMM columns (N*OH*OW); see Conv2d.backward.
 GW_DIRECT_COLUMNS = 4096
+# Forward keeps x's columns for backward when they take at most this many bytes in all
+# (and backward would rebuild them); see Conv2d.forward.
+KEEP_COLUMNS_BYTES = 24 << 20
 
 
 def _sample_chunks(xp, N: int, pixels_per_sample: int, copy_values_per_sample: int) -> list:
@@ -734,15 +749,34 @@ class Conv2d(Function):
     Saved for backward: ``x`` when the weight gradient will be wanted (``save_input``):
     backward rebuilds each chunk's columns from it (for stride 1 it needs only x itself,
     against gy's columns), which costs less than keeping the whole-batch columns (kh*kw
-    times the size of x) alive until backward; ``weight``; ``x_shape``.
+    times the size of x) alive until backward; ``weight``; ``x_shape``. Columns of at most
+    KEEP_COLUMNS_BYTES in all that backward would rebuild are kept instead
+    (``saved_columns``, see forward).
     """
 
-    def __init__(self, stride, padding, dilation, groups, save_input=True):
+    def __init__(self, stride, padding, dilation, groups, save_input=True, input_grad=True):
         self.stride = stride          # (sh, sw)
         self.padding = padding        # ((top, bottom), (left, right))
         self.dilation = dilation      # (dh, dw)
         self.groups = groups
         self.save_input = save_input  # False without grad mode or a weight needing grad
+        self.input_grad = input_grad  # False when x's gradient will not be wanted
+        self.saved_columns = None     # {chunk start: x's columns}, when kept (forward)
+
+    def _gx_as_convolution(self, C: int, H: int, W: int, O: int, OH: int, OW: int) -> bool:
+        """Whether backward computes gx as a convolution of gy with the flipped kernel.
+
+        That convolution writes im2col(gy), O*kh*kw x N*H*W; the other way writes gcols,
+        C*kh*kw x N*OH*OW, and adds it back with col2im, which costs more per element.
+        Measured (1 thread, 3x3): the flipped way wins up to a size ratio of about 1.5
+        (ResNet's 3x3 convolutions: 1), the gcols way from 2 on (LeNet-5's second conv,
+        6 -> 16 channels without padding: 5.2, 3.7x faster).
+        """
+        _, _, kh, kw = self.weight.shape
+        (pt, _), (pl, _) = self.padding
+        dh, dw = self.dilation
+        return self.stride == (1, 1) and pt <= dh * (kh - 1) and pl <= dw * (kw - 1) and \
+            O * H * W < 2 * C * OH * OW
 
     def _is_pointwise(self, weight) -> bool:
         # A 1x1 kernel without padding reads each (strided) pixel once: x itself is the
@@ -789,6 +823,17 @@ class Conv2d(Function):
             w3 = _kernel_rows_first(weight, bias)
 
         chunks = _batch_chunks(xp, N, OH * OW, Cg * G * OH * OW, (O // G, Cg, kh, kw))
+        # Backward rebuilds x's columns for the weight gradient, unless it takes that
+        # from gy's columns (a stride-1 gx as a convolution). Where they are small, the
+        # columns are kept from here instead: one im2col less. LeNet-5's two convs keep
+        # 10 and 8 MB at batch 128, and its training step took 0.88x the time (2
+        # threads, 24 interleaved rounds, median of paired ratios); CIFAR ResNet-18's
+        # stride-2 convs and first conv keep 37 MB at batch 32 (peak RSS 411 -> 452 MB).
+        keep = xp is np and self.save_input and not row_shift and \
+            not (self.input_grad and self._gx_as_convolution(Cg * G, H, W, O, OH, OW)) and \
+            Cg * G * kh * kw * N * OH * OW * x.dtype.itemsize <= KEEP_COLUMNS_BYTES
+        if keep:
+            self.saved_columns, self.chunks = {}, chunks
 
         def make_worker():
             """(run, release) for one thread: run(chunk) writes y[chunk] by im2col + GEMM
@@ -798,8 +843,12 @@ class Conv2d(Function):
                                      self.dilation, (OH, OW), x.dtype)
                 return (lambda chunk: conv(x[chunk], w3, y[chunk])), conv.release
             columns = self._chunk_columns(x.shape, chunks[0].stop, x.dtype, xp)
-            return (lambda chunk: _matmul_to_nchw(w_rows, columns(x[chunk]), y[chunk], bias),
-                    columns.release)
+
+            def run(chunk):
+                _matmul_to_nchw(w_rows, columns(x[chunk]), y[chunk], bias)
+                if keep:
+                    self.saved_columns[chunk.start] = columns.take()
+            return run, columns.release
         _over_chunks(xp, make_worker, chunks, (O // G, Cg, kh, kw))
         if self.save_input:
             self.x = x
@@ -818,15 +867,7 @@ class Conv2d(Function):
             gx, gw = self._backward_pointwise(xp, gy, wants_x, wants_w)
             gb = gy.sum(axis=(0, 2, 3)) if wants_b else None
             return (gx, gw, gb) if len(self.needs_input_grad) == 3 else (gx, gw)
-        (pt, _), (pl, _) = self.padding
-        (dh, dw) = self.dilation
-        # The flipped-kernel convolution writes im2col(gy), O*kh*kw x N*H*W; the other
-        # way writes gcols, C*kh*kw x N*OH*OW, and adds it back with col2im, which costs
-        # more per element. Measured (1 thread, 3x3): the flipped way wins up to a size
-        # ratio of about 1.5 (ResNet's 3x3 convolutions: 1), the gcols way from 2 on
-        # (LeNet-5's second conv, 6 -> 16 channels without padding: 5.2, 3.7x faster).
-        as_convolution = self.stride == (1, 1) and pt <= dh * (kh - 1) and \
-            pl <= dw * (kw - 1) and O * H * W < 2 * C * OH * OW
+        as_convolution = self._gx_as_convolution(C, H, W, O, OH, OW)
         w_rows = self.weight.reshape(G, O // G, Cg * kh * kw)
         # gW^T = cols @ gy^T, sharing the long n*OH*OW axis, is the orientation OpenBLAS
         # runs fastest (10-35% over gW = gy @ cols^T on ResNet's 64- and 128-channel
@@ -865,9 +906,11 @@ class Conv2d(Function):
             gx_row_shift = False
 
         # The copies of x (and col2im's adds) move C*OH*OW values per sample, those of gy
-        # O*H*W: the chunks are sized for the smaller.
-        chunks = _batch_chunks(xp, N, max(OH * OW, H * W), min(C * OH * OW, O * H * W),
-                               (O // G, Cg, kh, kw))
+        # O*H*W: the chunks are sized for the smaller. With x's columns kept from
+        # forward, forward's chunks.
+        kept = self.saved_columns if wants_w and not gw_from_gy_columns else None
+        chunks = self.chunks if kept is not None else _batch_chunks(
+            xp, N, max(OH * OW, H * W), min(C * OH * OW, O * H * W), (O // G, Cg, kh, kw))
 
         def make_worker():
             """(run, release) for one thread: run(chunk) writes gx[chunk] and returns the
@@ -875,7 +918,7 @@ class Conv2d(Function):
             gives them back (map_gemm_chunks)."""
             n_max = chunks[0].stop
             x_columns = gx_conv = gy_columns = None
-            if wants_w and not gw_from_gy_columns:
+            if wants_w and not gw_from_gy_columns and kept is None:
                 x_columns = self._chunk_columns(self.x_shape, n_max, gy.dtype, xp)
             if gx_row_shift:
                 gx_conv = _RowShiftConv(gy.shape, n_max, (kh, kw), flipped_pads,
@@ -924,8 +967,9 @@ class Conv2d(Function):
                 if (wants_w and not gw_from_gy_columns) or (wants_x and not as_convolution):
                     gy_rows = _nchw_to_rows(gys, G)                 # (G, O/G, n*OH*OW)
                 if wants_w and not gw_from_gy_columns:
-                    gw_part = xp.matmul(*_weight_gradient_operands(
-                        gy_rows, x_columns(xs), gw_direct))
+                    cols = kept[chunk.start] if kept is not None else x_columns(xs)
+                    gw_part = xp.matmul(*_weight_gradient_operands(gy_rows, cols, gw_direct))
+                    cols = None
                 if wants_x and not as_convolution:
                     n = gy_rows.shape[2] // (OH * OW)
                     gcols = _WORKSPACE.empty((G, Cg * kh * kw, n * OH * OW), gy.dtype, xp)
@@ -1173,7 +1217,8 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
                          f"the padded input {padded} (input {(H, W)}, padding {padding!r})")
     # x is kept for backward only for the weight gradient.
     fn = Conv2d(stride, pads, dilation, groups,
-                save_input=is_grad_enabled() and weight.requires_grad)
+                save_input=is_grad_enabled() and weight.requires_grad,
+                input_grad=input.requires_grad)
     return fn.apply(input, weight) if bias is None else fn.apply(input, weight, bias)
 
 
