@@ -466,8 +466,9 @@ class _RowShiftConv:
 
     The entries of cols that read padding sit at the same places for every chunk: the
     buffer is zeroed once (per chunk size) and each chunk overwrites only the rest, as in
-    _ChunkColumns; so is its row of ones when W3 carries the bias (_kernel_rows_first). ``columns`` stays valid after the call until the next chunk: conv2d's
-    backward reads the weight gradient from it (see Conv2d.backward).
+    _ChunkColumns; so is its row of ones when W3 carries the bias (_kernel_rows_first).
+    ``columns`` stays valid after the call until the next chunk: conv2d's backward reads
+    the weight gradient from it (see Conv2d.backward).
     """
 
     def __init__(self, x_shape, chunk_n, kernel, pads, dilation, out_hw, dtype):
@@ -750,7 +751,7 @@ class Conv2d(Function):
     backward rebuilds each chunk's columns from it (for stride 1 it needs only x itself,
     against gy's columns), which costs less than keeping the whole-batch columns (kh*kw
     times the size of x) alive until backward; ``weight``; ``x_shape``. Columns of at most
-    KEEP_COLUMNS_BYTES in all that backward would rebuild are kept instead
+    KEEP_COLUMNS_BYTES in all that backward would rebuild are kept instead of x
     (``saved_columns``, see forward).
     """
 
@@ -850,7 +851,7 @@ class Conv2d(Function):
                     self.saved_columns[chunk.start] = columns.take()
             return run, columns.release
         _over_chunks(xp, make_worker, chunks, (O // G, Cg, kh, kw))
-        if self.save_input:
+        if self.save_input and not keep:    # with its columns kept, x is not needed
             self.x = x
         return y
 
@@ -929,7 +930,8 @@ class Conv2d(Function):
 
             def run(chunk):
                 gys = gy[chunk]
-                xs = self.x[chunk] if wants_w else None       # x is kept only for gW
+                # x is kept only for gW, and not at all when its columns are
+                xs = self.x[chunk] if wants_w and kept is None else None
                 gxs = gx[chunk] if wants_x else None
                 gw_part = None
                 # the chunk's part of gb, summed while its gy is in the cache
