@@ -363,3 +363,106 @@ def test_sigmoid_kernel_forward_keeps_double_backward(calls):
         del calls[:]
         assert gradgradcheck(F.sigmoid, [x])
         assert {c for c, _ in calls} == {"activation.sigmoid_forward"}
+
+
+# ---- conv2d's GPU-shaped branches --------------------------------------------------------
+class _NumpyUnderAnotherName:
+    """NumPy's functions behind an object that is not the numpy module.
+
+    conv.py chooses its CPU-only forms by ``xp is np``: chunks of a few samples shared
+    over minidl's threads, the row-shift form, columns kept for backward. On a GPU xp
+    is cupy and none of them is taken: the whole batch is one chunk, run in the calling
+    thread, its bias gradient summed inside that chunk. With this object as conv.py's
+    array module, those GPU branches run on NumPy arrays (and, with kernel_branches
+    on, through the emulated im2col.cu), so their logic is checked without a GPU.
+    """
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+
+@contextlib.contextmanager
+def gpu_shaped_conv(monkeypatch):
+    import minidl.ops.conv as conv
+    xp = _NumpyUnderAnotherName()
+    with monkeypatch.context() as mp:
+        mp.setattr(conv, "get_array_module", lambda *arrays: xp)
+        with kernel_branches(True):
+            yield
+
+
+# (x, W, b or None, conv2d keyword arguments): ResNet's 3x3 stride-1 conv (on the CPU:
+# the row-shift form and threads), a strided one (x's columns and col2im; on the CPU the
+# columns are kept from forward), a channel-widening one without padding (gcols and
+# col2im, as LeNet-5's second), a grouped dilated one, and a 1x1 one.
+GPU_SHAPED_CONVS = {
+    "3x3_stride1_bias": ((3, 48, 16, 16), (32, 48, 3, 3), (32,), dict(padding=1)),
+    "3x3_stride2_bias": ((3, 8, 9, 9), (12, 8, 3, 3), (12,), dict(stride=2, padding=1)),
+    "5x5_widening": ((4, 3, 10, 10), (16, 3, 5, 5), (16,), dict()),
+    "grouped_dilated": ((2, 4, 9, 8), (6, 2, 3, 3), None,
+                        dict(padding=(2, 1), dilation=(2, 1), groups=2)),
+    "1x1_stride2": ((3, 8, 7, 7), (5, 8, 1, 1), (5,), dict(stride=2)),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", sorted(GPU_SHAPED_CONVS))
+def test_conv2d_gpu_branches_match_the_cpu_branches(calls, monkeypatch, case, dtype):
+    x_shape, w_shape, b_shape, kwargs = GPU_SHAPED_CONVS[case]
+    shapes = [x_shape, w_shape] + ([b_shape] if b_shape else [])
+    arrays = [rand(s, dtype, i) for i, s in enumerate(shapes)]
+
+    def fn(*ts):
+        return F.conv2d(*ts, **kwargs)
+    with kernel_branches(False):
+        gy = rand(fn(*[md.tensor(a) for a in arrays]).shape, dtype, 10)
+    before = md.get_num_threads()
+    md.set_num_threads(2)
+    import minidl.ops.conv as conv
+    chunk_runs = []         # (number of chunks, shared over threads) of each conv call
+
+    def spy(make_worker, chunks, combine=None, share=True):
+        chunk_runs.append((len(chunks), share))
+        return map_gemm_chunks(make_worker, chunks, combine, share)
+    map_gemm_chunks = conv.map_gemm_chunks
+    monkeypatch.setattr(conv, "map_gemm_chunks", spy)
+    # the CPU side: one sample per chunk, shared over the threads whatever the size
+    for name in ("SHARED_MIN_ROWS", "CHUNK_COLUMNS", "CHUNK_COPY_VALUES"):
+        monkeypatch.setattr(conv, name, 1)
+    try:
+        y_ref, grads_ref, _ = run(calls, fn, arrays, gy, False)
+        cpu_runs, chunk_runs[:] = chunk_runs[:], []
+        with gpu_shaped_conv(monkeypatch):
+            del calls[:]
+            ts = [md.tensor(a, requires_grad=True) for a in arrays]
+            y = fn(*ts)
+            y.backward(md.tensor(gy))
+            used = {c for c, _ in calls}
+            y, grads = y.numpy(), [t.grad.numpy() for t in ts]
+    finally:
+        md.set_num_threads(before)
+    if w_shape[2:] != (1, 1):
+        # forward and backward: the whole batch as one chunk, in the calling thread,
+        # where the CPU side cut it into chunks shared over two threads
+        assert chunk_runs == [(1, False)] * 2, chunk_runs
+        assert cpu_runs == [(x_shape[0], True)] * 2, cpu_runs
+    if w_shape[2:] != (1, 1):
+        assert "im2col.im2col" in used, f"kernels run: {sorted(used)}"
+    # The two sides sum in different orders (the row-shift form, chunks): in float32
+    # each result is compared at its own scale.
+    def scale(a):
+        return 10 * max(1.0, float(np.abs(a).max()))
+    close(y, y_ref, dtype, scale(y_ref), msg=f"{case} output: ")
+    for i, (g, g_ref) in enumerate(zip(grads, grads_ref)):
+        assert g.dtype == dtype
+        close(g, g_ref, dtype, scale(g_ref), msg=f"{case} gradient of input {i}: ")
+
+
+def test_conv2d_gpu_branches_gradcheck(calls, monkeypatch):
+    # central differences through the GPU-shaped branches, bias included
+    rng = np.random.default_rng(1)
+    arrays = (rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3)) * 0.5,
+              rng.standard_normal(4))
+    with gpu_shaped_conv(monkeypatch):
+        ts = [md.tensor(a, requires_grad=True) for a in arrays]
+        assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, padding=1), ts)
